@@ -1,0 +1,182 @@
+//! The loss table: records grouped into candidates, each evaluated on the same n examples.
+
+use crate::record::Records;
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+
+/// One configuration (measure, τ, λ) with its per-example losses in a fixed example order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub measure: String,
+    pub tau: f64,
+    pub lambda: f64,
+    /// Loss of example i (examples sorted by id).
+    pub losses: Vec<f64>,
+    /// Mean decoder layers per generated token: Σ layers·tokens / Σ tokens over examples
+    /// (the plain mean when no example generated a token).
+    pub mean_layers: f64,
+}
+
+/// Candidates sorted by measure, τ ascending, λ descending; examples sorted by id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossTable {
+    pub examples: Vec<String>,
+    pub num_layers: u32,
+    pub candidates: Vec<Candidate>,
+}
+
+/// Treat −0.0 as 0.0 so that both spellings name the same candidate.
+fn canonical(x: f64) -> f64 {
+    if x == 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+impl LossTable {
+    /// Group records into candidates. Fails on mixed model depths, duplicate rows and candidates
+    /// evaluated on different example sets (LTT needs the same n examples for every candidate).
+    pub fn from_records(records: &Records) -> Result<Self> {
+        let first = match records.rows.first() {
+            Some(first) => first,
+            None => bail!("no records to calibrate"),
+        };
+        if let Some(other) = records
+            .rows
+            .iter()
+            .find(|row| row.num_layers != first.num_layers)
+        {
+            bail!(
+                "{}: num_layers is {} but {} has {}; all records must come from one model",
+                records.describe(other.origin),
+                other.num_layers,
+                records.describe(first.origin),
+                first.num_layers
+            );
+        }
+
+        // Examples in id order, so results do not depend on file or row order.
+        let mut example_order: Vec<u32> = (0..records.examples.len() as u32).collect();
+        example_order
+            .sort_by(|&a, &b| records.examples[a as usize].cmp(&records.examples[b as usize]));
+        let mut position = vec![0usize; records.examples.len()];
+        for (slot, &example) in example_order.iter().enumerate() {
+            position[example as usize] = slot;
+        }
+        let n = example_order.len();
+
+        struct Slots {
+            losses: Vec<f64>,
+            layers: Vec<f64>,
+            tokens: Vec<u32>,
+            origin: Vec<Option<usize>>,
+        }
+        let mut keys: HashMap<(u32, u64, u64), usize> = HashMap::new();
+        let mut groups: Vec<((u32, f64, f64), Slots)> = Vec::new();
+        for (row_index, row) in records.rows.iter().enumerate() {
+            let tau = canonical(row.tau);
+            let lambda = canonical(row.lambda);
+            let key = (row.measure, tau.to_bits(), lambda.to_bits());
+            let group = *keys.entry(key).or_insert_with(|| {
+                groups.push((
+                    (row.measure, tau, lambda),
+                    Slots {
+                        losses: vec![0.0; n],
+                        layers: vec![0.0; n],
+                        tokens: vec![0; n],
+                        origin: vec![None; n],
+                    },
+                ));
+                groups.len() - 1
+            });
+            let slot = position[row.example as usize];
+            let slots = &mut groups[group].1;
+            if let Some(previous) = slots.origin[slot] {
+                bail!(
+                    "duplicate record for example {:?}, measure {:?}, tau {}, lambda {}: {} and {}",
+                    records.examples[row.example as usize],
+                    records.measures[row.measure as usize],
+                    row.tau,
+                    row.lambda,
+                    records.describe(records.rows[previous].origin),
+                    records.describe(row.origin)
+                );
+            }
+            slots.origin[slot] = Some(row_index);
+            slots.losses[slot] = row.loss;
+            slots.layers[slot] = row.layers;
+            slots.tokens[slot] = row.tokens;
+        }
+
+        let mut candidates = Vec::with_capacity(groups.len());
+        for ((measure, tau, lambda), slots) in groups {
+            let measure = records.measures[measure as usize].clone();
+            let covered = slots.origin.iter().filter(|o| o.is_some()).count();
+            if covered < n {
+                let missing = slots
+                    .origin
+                    .iter()
+                    .position(|o| o.is_none())
+                    .map(|slot| records.examples[example_order[slot] as usize].clone())
+                    .unwrap_or_default();
+                bail!(
+                    "candidate (measure {measure:?}, tau {tau}, lambda {lambda}) was evaluated on {covered} of the {n} examples \
+                     (e.g. no record for example {missing:?}); Learn then Test needs every candidate evaluated on the same examples"
+                );
+            }
+            let total_tokens: f64 = slots.tokens.iter().map(|&t| t as f64).sum();
+            let mean_layers = if total_tokens > 0.0 {
+                slots
+                    .layers
+                    .iter()
+                    .zip(&slots.tokens)
+                    .map(|(&layers, &tokens)| layers * tokens as f64)
+                    .sum::<f64>()
+                    / total_tokens
+            } else {
+                slots.layers.iter().sum::<f64>() / n as f64
+            };
+            candidates.push(Candidate {
+                measure,
+                tau,
+                lambda,
+                losses: slots.losses,
+                mean_layers,
+            });
+        }
+        candidates.sort_by(|a, b| {
+            a.measure
+                .cmp(&b.measure)
+                .then(a.tau.total_cmp(&b.tau))
+                .then(b.lambda.total_cmp(&a.lambda))
+        });
+        Ok(LossTable {
+            examples: example_order
+                .iter()
+                .map(|&e| records.examples[e as usize].clone())
+                .collect(),
+            num_layers: first.num_layers,
+            candidates,
+        })
+    }
+
+    /// Fixed-sequence chains: candidate indices grouped by (measure, τ), λ from largest down.
+    pub fn chains(&self) -> Vec<Vec<usize>> {
+        let mut chains: Vec<Vec<usize>> = Vec::new();
+        for (index, candidate) in self.candidates.iter().enumerate() {
+            let same_chain = chains.last().is_some_and(|chain| {
+                let head = &self.candidates[chain[0]];
+                head.measure == candidate.measure && head.tau.to_bits() == candidate.tau.to_bits()
+            });
+            if same_chain {
+                if let Some(chain) = chains.last_mut() {
+                    chain.push(index);
+                }
+            } else {
+                chains.push(vec![index]);
+            }
+        }
+        chains
+    }
+}

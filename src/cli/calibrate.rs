@@ -1,0 +1,104 @@
+//! `calm calibrate`: records in, certified thresholds out.
+
+use super::EXIT_NEGATIVE;
+use crate::calibrate::thresholds::ThresholdsFile;
+use crate::calibrate::{calibrate, CalibrationOptions, LossTable, PValueMethod, Procedure};
+use crate::record::read_records;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 done, 1 nothing certified with --require-certified, 2 bad input.\n\
+Example:\n  calm calibrate --records datasets/example/records.parquet --delta 0.1 --epsilon 0.05 --out runs/example"
+)]
+pub struct CalibrateArgs {
+    /// Records files (CSV or Parquet; shards are combined). See docs/records.md.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub records: Vec<PathBuf>,
+    /// Risk bound δ: the largest tolerated expected loss, in (0, 1).
+    #[arg(long, value_name = "D")]
+    pub delta: f64,
+    /// Failure probability ε: the guarantee P(risk ≤ δ) ≥ 1 − ε, in (0, 1).
+    #[arg(long, value_name = "E", default_value_t = 0.05)]
+    pub epsilon: f64,
+    /// Output directory for thresholds.json and candidates.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// p-value of each candidate.
+    #[arg(long, value_enum, default_value_t = PValueMethod::Hb)]
+    pub pvalue: PValueMethod,
+    /// Family-wise error control across candidates.
+    #[arg(long, value_enum, default_value_t = Procedure::FixedSequence)]
+    pub procedure: Procedure,
+    /// Seed for the example order of order-dependent p-values (wsr).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the full result (thresholds.json) to stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when no configuration is certified.
+    #[arg(long)]
+    pub require_certified: bool,
+}
+
+pub fn run(args: CalibrateArgs) -> Result<u8> {
+    let options = CalibrationOptions {
+        delta: args.delta,
+        epsilon: args.epsilon,
+        pvalue: args.pvalue,
+        procedure: args.procedure,
+        seed: args.seed,
+    };
+    options.validate()?;
+    let records = read_records(&args.records)?;
+    let table = LossTable::from_records(&records)?;
+    let calibration = calibrate(&table, &options)?;
+    let output = ThresholdsFile::new(&calibration, &records.sources);
+    let written = output.write(&args.out)?;
+
+    if args.json {
+        print!("{}", output.to_json());
+    } else {
+        let measures = records.measures.len();
+        println!(
+            "calibrated {} examples x {} candidates ({} chains, {} measure{}) from {} file{}",
+            calibration.n,
+            calibration.candidates.len(),
+            calibration.chains,
+            measures,
+            if measures == 1 { "" } else { "s" },
+            records.sources.len(),
+            if records.sources.len() == 1 { "" } else { "s" },
+        );
+        println!(
+            "p-value {}, {} at level {:.3e}: {} certified",
+            options.pvalue.name(),
+            options.procedure.name(),
+            calibration.level,
+            calibration.certified_count()
+        );
+        let selected = &output.selected;
+        match (&selected.measure, selected.tau, selected.lambda, selected.p_value) {
+            (Some(measure), Some(tau), Some(lambda), Some(p)) if !selected.never_exit => println!(
+                "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer)",
+                selected.risk, selected.mean_layers, calibration.num_layers, selected.layer_speedup
+            ),
+            _ => println!("selected: never exit (full model). {}", selected.reason),
+        }
+        println!(
+            "guarantee: P(risk <= {}) >= {}",
+            options.delta,
+            1.0 - options.epsilon
+        );
+        for path in &written {
+            println!("wrote {}", path.display());
+        }
+    }
+    if args.require_certified && output.selected.never_exit {
+        eprintln!("nothing certified (--require-certified)");
+        return Ok(EXIT_NEGATIVE);
+    }
+    Ok(0)
+}

@@ -1,0 +1,56 @@
+//! The `calm` command line: clap derive, one file per subcommand.
+
+mod bench;
+mod calibrate;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit status for "ran fine, but the answer is negative" (e.g. nothing certified with
+/// `--require-certified`).
+pub const EXIT_NEGATIVE: u8 = 1;
+/// Exit status for bad input or any other error.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "calm",
+    version,
+    about = "Confident Adaptive Language Modeling: early-exit decoding with certified quality",
+    long_about = "calm makes encoder-decoder generation faster by exiting decoder layers early, and \
+                  certifies with Learn then Test that the speed-up costs no more quality than you \
+                  allow: P(risk <= delta) >= 1 - epsilon."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Certify early-exit thresholds from evaluation records (Learn then Test).
+    Calibrate(calibrate::CalibrateArgs),
+    /// Write synthetic records (no model involved) to try the calibrator or test a pipeline.
+    SimulateRecords(simulate::SimulateArgs),
+    /// Benchmarks; results are printed (and written with --out) for reports/.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Parse arguments, run, and map errors to exit codes (0 ok, 1 negative answer, 2 error).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Calibrate(args) => calibrate::run(args),
+        Command::SimulateRecords(args) => simulate::run(args),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! calm — Confident Adaptive Language Modeling with certified early exits.
+//!
+//! Data flows one way: records → [`calibrate`] → thresholds. The statistics never import the model.
+
+pub mod calibrate;
+pub mod cli;
+pub mod record;
+pub mod util;

@@ -1,0 +1,276 @@
+//! Reading records from CSV and Parquet files (polars), with row-level validation.
+
+use super::{RecordRow, Records, RowOrigin, SourceFile, COLUMNS, RECORDS_VERSION};
+use crate::util::sha256_file;
+use anyhow::{bail, Context, Result};
+use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader, Series};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Read and validate records from every file, combining them (shards from several machines).
+/// Errors name the file, the row (1-based, counting data rows) and the field.
+pub fn read_records(paths: &[impl AsRef<Path>]) -> Result<Records> {
+    if paths.is_empty() {
+        bail!("no records files given");
+    }
+    let mut records = Records::default();
+    let mut example_index: HashMap<String, u32> = HashMap::new();
+    let mut measure_index: HashMap<String, u32> = HashMap::new();
+    for (file_number, path) in paths.iter().enumerate() {
+        let path = path.as_ref();
+        let frame = read_frame(path)?;
+        if frame.height() == 0 {
+            bail!("{}: the file has no records (empty)", path.display());
+        }
+        let columns = FileColumns::extract(&frame, path)?;
+        let file = file_number as u32;
+        for row in 0..frame.height() {
+            let origin = RowOrigin {
+                file,
+                row: row as u32 + 1,
+            };
+            let example = intern(
+                &mut example_index,
+                &mut records.examples,
+                &columns.example[row],
+            );
+            let measure = intern(
+                &mut measure_index,
+                &mut records.measures,
+                &columns.measure[row],
+            );
+            let record = RecordRow {
+                example,
+                measure,
+                tau: columns.tau[row],
+                lambda: columns.lambda[row],
+                loss: columns.loss[row],
+                layers: columns.layers[row],
+                tokens: columns.tokens[row],
+                num_layers: columns.num_layers[row],
+                origin,
+            };
+            validate_row(&record).map_err(|problem| {
+                anyhow::anyhow!("{} row {}: {problem}", path.display(), origin.row)
+            })?;
+            records.rows.push(record);
+        }
+        records.sources.push(SourceFile {
+            path: path.to_path_buf(),
+            sha256: sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?,
+            rows: frame.height() as u64,
+        });
+    }
+    Ok(records)
+}
+
+fn intern(index: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
+    if let Some(&id) = index.get(name) {
+        return id;
+    }
+    let id = names.len() as u32;
+    names.push(name.to_string());
+    index.insert(name.to_string(), id);
+    id
+}
+
+/// Range checks of one row; the message names the field.
+fn validate_row(row: &RecordRow) -> std::result::Result<(), String> {
+    let finite = |name: &str, value: f64| {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(format!(
+                "field `{name}` is {value}, expected a finite number"
+            ))
+        }
+    };
+    finite("loss", row.loss)?;
+    finite("layers", row.layers)?;
+    finite("tau", row.tau)?;
+    finite("lambda", row.lambda)?;
+    if !(0.0..=1.0).contains(&row.loss) {
+        return Err(format!("field `loss` is {}, outside [0, 1]", row.loss));
+    }
+    if !(0.0..=1.0).contains(&row.lambda) {
+        return Err(format!("field `lambda` is {}, outside [0, 1]", row.lambda));
+    }
+    if row.tau < 0.0 {
+        return Err(format!("field `tau` is {}, must be ≥ 0", row.tau));
+    }
+    if row.layers < 0.0 {
+        return Err(format!("field `layers` is {}, must be ≥ 0", row.layers));
+    }
+    if row.num_layers == 0 {
+        return Err("field `num_layers` is 0, must be ≥ 1".to_string());
+    }
+    if row.layers > row.num_layers as f64 {
+        return Err(format!(
+            "field `layers` is {}, more than `num_layers` = {}",
+            row.layers, row.num_layers
+        ));
+    }
+    Ok(())
+}
+
+fn read_frame(path: &Path) -> Result<DataFrame> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if metadata.len() == 0 {
+        bail!("{}: the file is empty", path.display());
+    }
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("{}: not a readable Parquet file", path.display()))
+    } else if name.ends_with(".csv") {
+        // Every column is read as text and parsed here, so errors can name the row and value.
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|reader| reader.finish())
+            .with_context(|| format!("{}: not a readable CSV file", path.display()))
+    } else {
+        bail!(
+            "{}: unknown records format (expected a .csv or .parquet file)",
+            path.display()
+        )
+    }
+}
+
+/// The schema's columns of one file, decoded to Rust values.
+struct FileColumns {
+    example: Vec<String>,
+    measure: Vec<String>,
+    tau: Vec<f64>,
+    lambda: Vec<f64>,
+    loss: Vec<f64>,
+    layers: Vec<f64>,
+    tokens: Vec<u32>,
+    num_layers: Vec<u32>,
+}
+
+impl FileColumns {
+    fn extract(frame: &DataFrame, path: &Path) -> Result<Self> {
+        let missing: Vec<&str> = COLUMNS
+            .iter()
+            .copied()
+            .filter(|name| frame.column(name).is_err())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: missing column(s) {} (the records schema needs {})",
+                path.display(),
+                missing.join(", "),
+                COLUMNS.join(", ")
+            );
+        }
+        if frame.column("records_version").is_ok() {
+            for (row, version) in count_column(frame, "records_version", path)?
+                .into_iter()
+                .enumerate()
+            {
+                if version != RECORDS_VERSION {
+                    bail!(
+                        "{} row {}: records_version {version} is not supported (this calm reads version {RECORDS_VERSION})",
+                        path.display(),
+                        row + 1
+                    );
+                }
+            }
+        }
+        Ok(FileColumns {
+            example: text_column(frame, "example", path)?,
+            measure: text_column(frame, "measure", path)?,
+            tau: number_column(frame, "tau", path)?,
+            lambda: number_column(frame, "lambda", path)?,
+            loss: number_column(frame, "loss", path)?,
+            layers: number_column(frame, "layers", path)?,
+            tokens: count_column(frame, "tokens", path)?,
+            num_layers: count_column(frame, "num_layers", path)?,
+        })
+    }
+}
+
+fn series<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Series> {
+    Ok(frame.column(name)?.as_materialized_series())
+}
+
+fn text_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<String>> {
+    let column = series(frame, name)?;
+    let text = column
+        .cast(&DataType::String)
+        .with_context(|| format!("{}: column `{name}` cannot be read as text", path.display()))?;
+    text.str()?
+        .iter()
+        .enumerate()
+        .map(|(row, value)| match value {
+            Some(value) if !value.trim().is_empty() => Ok(value.to_string()),
+            _ => bail!(
+                "{} row {}: field `{name}` is empty",
+                path.display(),
+                row + 1
+            ),
+        })
+        .collect()
+}
+
+fn number_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>> {
+    let column = series(frame, name)?;
+    match column.dtype() {
+        DataType::String => column
+            .str()?
+            .iter()
+            .enumerate()
+            .map(|(row, value)| {
+                let value = value.unwrap_or("").trim();
+                value.parse::<f64>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} row {}: field `{name}` is {value:?}, expected a number",
+                        path.display(),
+                        row + 1
+                    )
+                })
+            })
+            .collect(),
+        dtype if dtype.is_primitive_numeric() => {
+            let numbers = column.cast(&DataType::Float64)?;
+            numbers
+                .f64()?
+                .iter()
+                .enumerate()
+                .map(|(row, value)| {
+                    value.with_context(|| {
+                        format!("{} row {}: field `{name}` is null", path.display(), row + 1)
+                    })
+                })
+                .collect()
+        }
+        dtype => bail!(
+            "{}: column `{name}` has type {dtype}, expected numbers",
+            path.display()
+        ),
+    }
+}
+
+fn count_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<u32>> {
+    number_column(frame, name, path)?
+        .into_iter()
+        .enumerate()
+        .map(|(row, value)| {
+            if value.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&value) {
+                Ok(value as u32)
+            } else {
+                bail!(
+                    "{} row {}: field `{name}` is {value}, expected a non-negative integer",
+                    path.display(),
+                    row + 1
+                )
+            }
+        })
+        .collect()
+}

@@ -4,5 +4,6 @@
 
 pub mod calibrate;
 pub mod cli;
+pub mod model;
 pub mod record;
 pub mod util;

@@ -14,6 +14,8 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Time `calibrate` end to end (read, group, test, write) on synthetic records.
     Calibrate(BenchCalibrateArgs),
+    /// Decoding speed: full model vs exits at each layer, batch 1 and 16.
+    Decode(super::bench_decode::BenchDecodeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +72,7 @@ struct BenchResult {
 pub fn run(command: BenchCommand) -> Result<u8> {
     match command {
         BenchCommand::Calibrate(args) => bench_calibrate(args),
+        BenchCommand::Decode(args) => super::bench_decode::run(args),
     }
 }
 

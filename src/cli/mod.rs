@@ -1,7 +1,9 @@
 //! The `calm` command line: clap derive, one file per subcommand.
 
 mod bench;
+mod bench_decode;
 mod calibrate;
+mod generate;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Certify early-exit thresholds from evaluation records (Learn then Test).
     Calibrate(calibrate::CalibrateArgs),
+    /// Generate text with the model, with or without early exit.
+    Generate(generate::GenerateArgs),
     /// Write synthetic records (no model involved) to try the calibrator or test a pipeline.
     SimulateRecords(simulate::SimulateArgs),
     /// Benchmarks; results are printed (and written with --out) for reports/.
@@ -43,6 +47,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::SimulateRecords(args) => simulate::run(args),
         Command::Bench(command) => bench::run(command),
     };

@@ -1,0 +1,264 @@
+//! `calm bench decode`: tokens/s of full decoding and of exits at each layer, and the decoder's
+//! time per token at exit layer j against the ideal L/j.
+
+use super::generate::set_threads;
+use crate::model::init::random_weights;
+use crate::model::t5::EXIT_CLASSIFIER_BIAS;
+use crate::model::{
+    generate, Checkpoint, ExitPolicy, GenerationOptions, Measure, T5Config, T5Model,
+};
+use crate::util::atomic::write_file_atomically;
+use crate::util::rng::Rng;
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use clap::Args;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct BenchDecodeArgs {
+    /// Checkpoint directory; without it a seeded random model of the size below is used.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub encoder_layers: usize,
+    #[arg(long, default_value_t = 8)]
+    pub decoder_layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub d_ff: usize,
+    #[arg(long, default_value_t = 8000)]
+    pub vocab: usize,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub batch: Vec<usize>,
+    /// Inputs per measurement (random token ids).
+    #[arg(long, default_value_t = 16)]
+    pub examples: usize,
+    #[arg(long, default_value_t = 24)]
+    pub input_tokens: usize,
+    /// Output length N (random models rarely stop early).
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Compute threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct DecodeRun {
+    policy: String,
+    exit_layer: usize,
+    batch: usize,
+    tokens: usize,
+    seconds: f64,
+    tokens_per_second: f64,
+    decoder_ms_per_token: f64,
+    decoder_speedup: f64,
+    ideal_speedup: f64,
+    speedup_vs_ideal: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct DecodeBench {
+    benchmark: &'static str,
+    model: String,
+    num_layers: usize,
+    d_model: usize,
+    vocab: usize,
+    threads: usize,
+    examples: usize,
+    input_tokens: usize,
+    max_new_tokens: usize,
+    runs: Vec<DecodeRun>,
+}
+
+fn random_model(args: &BenchDecodeArgs) -> Result<T5Model> {
+    let config = T5Config {
+        vocab_size: args.vocab,
+        d_model: args.d_model,
+        d_kv: args.d_model / args.heads.max(1),
+        d_ff: args.d_ff,
+        num_layers: args.encoder_layers,
+        num_decoder_layers: Some(args.decoder_layers),
+        num_heads: args.heads,
+        relative_attention_num_buckets: 32,
+        relative_attention_max_distance: 128,
+        layer_norm_epsilon: 1e-6,
+        feed_forward_proj: "gated-gelu".into(),
+        tie_word_embeddings: false,
+        scale_decoder_outputs: None,
+        decoder_start_token_id: Some(0),
+        pad_token_id: Some(0),
+        eos_token_id: Some(1),
+        n_positions: None,
+    };
+    config.validate()?;
+    let device = Device::Cpu;
+    let mut weights: HashMap<String, Tensor> = random_weights(&config, true, 7, &device)?
+        .into_iter()
+        .collect();
+    // A confident classifier, so that λ = 0 with min_exit = j exits exactly at layer j.
+    weights.insert(
+        EXIT_CLASSIFIER_BIAS.to_string(),
+        Tensor::new(&[10f32], &device)?,
+    );
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+    Ok(T5Model::load(&config, vb)?)
+}
+
+pub fn run(args: BenchDecodeArgs) -> Result<u8> {
+    set_threads(args.threads);
+    if args.examples == 0 || args.batch.contains(&0) || args.max_new_tokens == 0 {
+        bail!("--examples, --batch and --max-new-tokens must be at least 1");
+    }
+    let (model, model_name) = match &args.model {
+        Some(dir) => (Checkpoint::load(dir)?.model, dir.display().to_string()),
+        None => (
+            random_model(&args)?,
+            format!(
+                "random T5 d_model {} encoder {} decoder {} vocab {}",
+                args.d_model, args.encoder_layers, args.decoder_layers, args.vocab
+            ),
+        ),
+    };
+    let depth = model.num_decoder_layers();
+    let mut rng = Rng::new(11);
+    let vocab = model.config.vocab_size as u64;
+    let inputs: Vec<Vec<u32>> = (0..args.examples)
+        .map(|_| {
+            let mut ids: Vec<u32> = (0..args.input_tokens.max(1) - 1)
+                .map(|_| 3 + rng.below(vocab.saturating_sub(3).max(1)) as u32)
+                .collect();
+            ids.push(model.config.eos());
+            ids
+        })
+        .collect();
+    let mut policies: Vec<(String, usize, ExitPolicy)> =
+        vec![("full".into(), depth, ExitPolicy::Never)];
+    for j in 1..depth {
+        policies.push((format!("fixed@{j}"), j, ExitPolicy::Fixed(j)));
+    }
+    if model.has_exit_classifier() {
+        for j in 1..depth {
+            policies.push((
+                format!("classifier@{j}"),
+                j,
+                ExitPolicy::Threshold {
+                    measure: Measure::Classifier,
+                    lambda: 0.0,
+                    tau: 0.0,
+                    min_exit: j,
+                },
+            ));
+        }
+    }
+    let mut runs = Vec::new();
+    for &batch in &args.batch {
+        // Encoder time for these inputs, measured once, is subtracted to get decoder time.
+        let chunks: Vec<&[Vec<u32>]> = inputs.chunks(batch).collect();
+        let _warm = generate(
+            &model,
+            chunks[0],
+            &GenerationOptions {
+                max_new_tokens: 2,
+                policy: ExitPolicy::Never,
+                record_all_layers: false,
+            },
+        )?;
+        let start = Instant::now();
+        for chunk in &chunks {
+            model.encode(chunk)?;
+        }
+        let encoder_seconds = start.elapsed().as_secs_f64();
+        let mut full_ms = None;
+        for (name, layer, policy) in &policies {
+            let options = GenerationOptions {
+                max_new_tokens: args.max_new_tokens,
+                policy: *policy,
+                record_all_layers: false,
+            };
+            let start = Instant::now();
+            let mut tokens = 0;
+            let mut exit_layers = Vec::new();
+            for chunk in &chunks {
+                for generation in generate(&model, chunk, &options)? {
+                    tokens += generation.tokens.len();
+                    exit_layers.extend(generation.exit_layers());
+                }
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            if exit_layers.iter().any(|l| l != layer) {
+                bail!("benchmark policy {name} did not exit at layer {layer}");
+            }
+            let decoder_ms = (seconds - encoder_seconds).max(0.0) * 1000.0 / tokens.max(1) as f64;
+            let full = *full_ms.get_or_insert(decoder_ms);
+            let ideal = depth as f64 / *layer as f64;
+            let speedup = full / decoder_ms;
+            runs.push(DecodeRun {
+                policy: name.clone(),
+                exit_layer: *layer,
+                batch,
+                tokens,
+                seconds,
+                tokens_per_second: tokens as f64 / seconds,
+                decoder_ms_per_token: decoder_ms,
+                decoder_speedup: speedup,
+                ideal_speedup: ideal,
+                speedup_vs_ideal: speedup / ideal,
+            });
+        }
+    }
+    let result = DecodeBench {
+        benchmark: "decode",
+        model: model_name,
+        num_layers: depth,
+        d_model: model.config.d_model,
+        vocab: model.config.vocab_size,
+        threads: args.threads,
+        examples: args.examples,
+        input_tokens: args.input_tokens,
+        max_new_tokens: args.max_new_tokens,
+        runs,
+    };
+    let json = serde_json::to_string_pretty(&result)? + "\n";
+    if let Some(out) = &args.out {
+        write_file_atomically(out, json.as_bytes())?;
+    }
+    if args.json {
+        print!("{json}");
+    } else {
+        println!(
+            "{} ({} threads), {} inputs x {} new tokens",
+            result.model, result.threads, result.examples, result.max_new_tokens
+        );
+        println!(
+            "{:<16} {:>5} {:>8} {:>10} {:>12} {:>9} {:>7} {:>8}",
+            "policy", "batch", "tokens", "tokens/s", "dec ms/tok", "speedup", "ideal", "of ideal"
+        );
+        for r in &result.runs {
+            println!(
+                "{:<16} {:>5} {:>8} {:>10.1} {:>12.3} {:>9.2} {:>7.2} {:>7.0}%",
+                r.policy,
+                r.batch,
+                r.tokens,
+                r.tokens_per_second,
+                r.decoder_ms_per_token,
+                r.decoder_speedup,
+                r.ideal_speedup,
+                r.speedup_vs_ideal * 100.0
+            );
+        }
+    }
+    Ok(0)
+}

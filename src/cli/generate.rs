@@ -1,0 +1,182 @@
+//! `calm generate`: run the model with or without early exit and show where each token exited.
+
+use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  calm generate --model tests/fixtures/t5/gated --input \"the cat sat\" --never-exit\n  \
+echo \"a dog runs\" | calm generate --model DIR --input - --measure softmax-diff --lambda 0.8 --tau 4"
+)]
+pub struct GenerateArgs {
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Input text, or `-` to read one input per line from stdin (one JSON line out per input).
+    #[arg(long, value_name = "TEXT")]
+    pub input: String,
+    /// Confidence measure for early exit.
+    #[arg(long, value_enum, requires = "lambda", conflicts_with_all = ["never_exit", "oracle", "exit_layer"])]
+    pub measure: Option<Measure>,
+    /// Threshold λ in [0, 1].
+    #[arg(long, requires = "measure")]
+    pub lambda: Option<f64>,
+    /// Temperature τ ≥ 0 of the decaying threshold λ_t = clip(0.9λ + 0.1·exp(−τt/N)).
+    #[arg(long, default_value_t = 0.0, requires = "measure")]
+    pub tau: f64,
+    /// Never exit before this layer.
+    #[arg(long, default_value_t = 1, requires = "measure")]
+    pub min_exit: usize,
+    /// Run the full model (the default when no measure is given).
+    #[arg(long, conflicts_with_all = ["oracle", "exit_layer"])]
+    pub never_exit: bool,
+    /// Exit at the first layer whose prediction equals the top layer's (analysis).
+    #[arg(long, conflicts_with = "exit_layer")]
+    pub oracle: bool,
+    /// Always exit at this layer (analysis).
+    #[arg(long, value_name = "J")]
+    pub exit_layer: Option<usize>,
+    /// Maximum output length N (also the horizon of the decaying threshold).
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Print JSON: text, tokens, exit_layers (and per-token confidences).
+    #[arg(long)]
+    pub json: bool,
+    /// Compute threads (batch-1 decoding is fastest on one).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct GenerateOutput<'a> {
+    text: String,
+    tokens: &'a [u32],
+    exit_layers: Vec<usize>,
+    mean_layers: f64,
+    num_layers: usize,
+    confidences: Vec<&'a [Option<f32>]>,
+}
+
+/// Set the compute thread count before candle starts its pool.
+pub fn set_threads(threads: usize) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+    }
+}
+
+impl GenerateArgs {
+    fn policy(&self) -> Result<ExitPolicy> {
+        if let Some(layer) = self.exit_layer {
+            return Ok(ExitPolicy::Fixed(layer));
+        }
+        if self.oracle {
+            return Ok(ExitPolicy::Oracle);
+        }
+        match (self.measure, self.lambda) {
+            (Some(measure), Some(lambda)) => {
+                if !(0.0..=1.0).contains(&lambda) {
+                    bail!("--lambda must lie in [0, 1] (got {lambda})");
+                }
+                if !(self.tau >= 0.0 && self.tau.is_finite()) {
+                    bail!("--tau must be a finite number ≥ 0 (got {})", self.tau);
+                }
+                Ok(ExitPolicy::Threshold {
+                    measure,
+                    lambda,
+                    tau: self.tau,
+                    min_exit: self.min_exit,
+                })
+            }
+            _ => Ok(ExitPolicy::Never),
+        }
+    }
+}
+
+pub fn run(args: GenerateArgs) -> Result<u8> {
+    set_threads(args.threads);
+    let policy = args.policy()?;
+    let checkpoint = Checkpoint::load(&args.model)?;
+    let options = GenerationOptions {
+        max_new_tokens: args.max_new_tokens,
+        policy,
+        record_all_layers: false,
+    };
+    let depth = checkpoint.model.num_decoder_layers();
+    let stdout = std::io::stdout();
+    if args.input == "-" {
+        let stdin = std::io::stdin();
+        let mut out = stdout.lock();
+        for (number, line) in stdin.lock().lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read stdin line {}", number + 1))?;
+            let ids = checkpoint
+                .encode(&line)
+                .with_context(|| format!("stdin line {}", number + 1))?;
+            let generation = generate(&checkpoint.model, &[ids], &options)?;
+            let json = output(&checkpoint, &generation[0], depth)?;
+            writeln!(out, "{}", serde_json::to_string(&json)?)?;
+        }
+        return Ok(0);
+    }
+    let ids = checkpoint.encode(&args.input)?;
+    let generation = generate(&checkpoint.model, &[ids], &options)?;
+    let generation = &generation[0];
+    if args.json {
+        let json = output(&checkpoint, generation, depth)?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else if stdout.is_terminal() {
+        println!("{}", shaded(&checkpoint, generation, depth)?);
+    } else {
+        println!("{}", checkpoint.decode(&generation.tokens)?);
+    }
+    Ok(0)
+}
+
+fn output<'a>(
+    checkpoint: &Checkpoint,
+    generation: &'a Generation,
+    depth: usize,
+) -> Result<GenerateOutput<'a>> {
+    Ok(GenerateOutput {
+        text: checkpoint.decode(&generation.tokens)?,
+        tokens: &generation.tokens,
+        exit_layers: generation.exit_layers(),
+        mean_layers: generation.mean_layers(),
+        num_layers: depth,
+        confidences: generation
+            .traces
+            .iter()
+            .map(|t| t.confidences.as_slice())
+            .collect(),
+    })
+}
+
+/// Each token coloured by its exit layer (green = early, red = full depth), then a summary line.
+fn shaded(checkpoint: &Checkpoint, generation: &Generation, depth: usize) -> Result<String> {
+    // 256-colour ramp from green (early) through yellow to red (late).
+    const RAMP: [u8; 8] = [46, 82, 118, 154, 190, 220, 208, 196];
+    let mut text = String::new();
+    for trace in &generation.traces {
+        let piece = checkpoint.decode(&[trace.token])?;
+        if piece.is_empty() {
+            continue;
+        }
+        let shade = RAMP[((trace.exit_layer.saturating_sub(1)) * (RAMP.len() - 1))
+            / depth.saturating_sub(1).max(1)];
+        text.push_str(&format!("\x1b[38;5;{shade}m{piece}\x1b[0m "));
+    }
+    let layers: Vec<String> = generation
+        .exit_layers()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    text.push_str(&format!(
+        "\n\x1b[2mexit layers {} · mean {:.2} of {depth} layers\x1b[0m",
+        layers.join(" "),
+        generation.mean_layers()
+    ));
+    Ok(text)
+}

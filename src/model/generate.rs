@@ -1,0 +1,491 @@
+//! Greedy, KV-cached decoding with CALM early exits decided per sequence (no batch-wide minimum).
+//!
+//! At each output position every sequence runs decoder blocks until its exit rule fires; the
+//! blocks it skips still write their KV cache by applying their own layer norm and K/V projections
+//! to the exit layer's state (CALM §3.2), so later tokens attend to a complete cache.
+
+use super::exit::{decayed_threshold, top_two, ExitPolicy, Measure};
+use super::layers::row_cosine;
+use super::t5::{EncodedBatch, T5Model};
+use anyhow::{bail, Result};
+use candle_core::{Tensor, D};
+use serde::Serialize;
+
+/// Decoding options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationOptions {
+    /// N: the maximum output length, also the horizon of the decaying threshold.
+    pub max_new_tokens: usize,
+    pub policy: ExitPolicy,
+    /// Also compute every layer's confidences and argmax for every token (a second, full pass
+    /// that does not change the output; for traces and analysis).
+    pub record_all_layers: bool,
+}
+
+/// Every measure and the argmax of one decoder layer's exit head.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerRecord {
+    pub argmax: u32,
+    pub softmax_diff: f32,
+    pub softmax_max: f32,
+    /// cos(h_i, h_{i−1}); None at layer 1.
+    pub state: Option<f32>,
+    pub classifier: Option<f32>,
+}
+
+/// One generated token and how it was produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenTrace {
+    pub token: u32,
+    /// 1-based decoder layer whose exit head produced the token.
+    pub exit_layer: usize,
+    /// The policy measure's confidence at each evaluated layer 1..=exit_layer (None where the
+    /// measure is undefined or not evaluated, e.g. before `min_exit`).
+    pub confidences: Vec<Option<f32>>,
+    /// Record mode: every layer's measures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerRecord>>,
+}
+
+/// The output of one sequence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    /// Generated ids, without the decoder start token, with `</s>` if it was produced.
+    pub tokens: Vec<u32>,
+    pub traces: Vec<TokenTrace>,
+}
+
+impl Generation {
+    pub fn exit_layers(&self) -> Vec<usize> {
+        self.traces.iter().map(|t| t.exit_layer).collect()
+    }
+
+    /// Mean decoder layers per generated token.
+    pub fn mean_layers(&self) -> f64 {
+        if self.traces.is_empty() {
+            return 0.0;
+        }
+        self.traces.iter().map(|t| t.exit_layer as f64).sum::<f64>() / self.traces.len() as f64
+    }
+}
+
+/// Self-attention caches of one decoder layer: [B, H, t, d].
+#[derive(Debug, Clone, Default)]
+struct LayerCache {
+    keys: Option<Tensor>,
+    values: Option<Tensor>,
+}
+
+fn index_tensor(rows: &[usize], device: &candle_core::Device) -> Result<Tensor> {
+    let rows: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    Ok(Tensor::from_vec(rows.clone(), rows.len(), device)?)
+}
+
+/// Rows of `t` (dim 0), skipping the copy when `rows` is every row in order.
+fn select(t: &Tensor, rows: &[usize], batch: usize) -> Result<Tensor> {
+    if rows.len() == batch {
+        return Ok(t.clone());
+    }
+    Ok(t.index_select(&index_tensor(rows, t.device())?, 0)?)
+}
+
+/// Reassemble a [B, …] tensor from the rows of `first` (for `first_rows`) and `second`.
+fn merge(
+    first: Option<&Tensor>,
+    first_rows: &[usize],
+    second: Option<&Tensor>,
+    second_rows: &[usize],
+) -> Result<Tensor> {
+    match (first, second) {
+        (Some(a), None) => Ok(a.clone()),
+        (None, Some(b)) => Ok(b.clone()),
+        (Some(a), Some(b)) => {
+            let batch = first_rows.len() + second_rows.len();
+            let mut inverse = vec![0usize; batch];
+            for (position, &row) in first_rows.iter().chain(second_rows).enumerate() {
+                inverse[row] = position;
+            }
+            let joined = Tensor::cat(&[a, b], 0)?;
+            Ok(joined.index_select(&index_tensor(&inverse, a.device())?, 0)?)
+        }
+        (None, None) => bail!("internal error: merging no rows"),
+    }
+}
+
+/// Confidences of the active rows at one layer (None where undefined) and, for softmax
+/// measures, each row's argmax.
+type LayerConfidences = (Vec<Option<f32>>, Option<Vec<u32>>);
+
+/// Per-layer confidences of `measure` for rows with new states `h` and previous states `prev`.
+/// Returns the confidences and, for softmax measures, each row's argmax.
+fn confidences(
+    model: &T5Model,
+    measure: Measure,
+    layer: usize,
+    h: &Tensor,
+    prev: &Tensor,
+) -> Result<LayerConfidences> {
+    let rows = h.dim(0)?;
+    match measure {
+        Measure::SoftmaxDiff | Measure::SoftmaxMax => {
+            let probs =
+                candle_nn::ops::softmax_last_dim(&model.exit_logits(h)?)?.to_vec2::<f32>()?;
+            let mut conf = Vec::with_capacity(rows);
+            let mut argmax = Vec::with_capacity(rows);
+            for row in &probs {
+                let (best, top, diff) = top_two(row);
+                conf.push(Some(if measure == Measure::SoftmaxDiff {
+                    diff
+                } else {
+                    top
+                }));
+                argmax.push(best as u32);
+            }
+            Ok((conf, Some(argmax)))
+        }
+        Measure::State => {
+            if layer < 2 {
+                return Ok((vec![None; rows], None));
+            }
+            let cos = row_cosine(&h.squeeze(1)?, &prev.squeeze(1)?)?.to_vec1::<f32>()?;
+            Ok((cos.into_iter().map(Some).collect(), None))
+        }
+        Measure::Classifier => match model.classifier_confidence(h)? {
+            Some(conf) => Ok((conf.to_vec1::<f32>()?.into_iter().map(Some).collect(), None)),
+            None => bail!("the checkpoint has no early-exit classifier (calm.exit_classifier.*)"),
+        },
+    }
+}
+
+/// Argmax of the exit head for states `h` [A, 1, D].
+fn exit_argmax(model: &T5Model, h: &Tensor) -> Result<Vec<u32>> {
+    Ok(model.exit_logits(h)?.argmax(D::Minus1)?.to_vec1::<u32>()?)
+}
+
+/// Greedy decoding of a batch of tokenized inputs with the given exit policy.
+pub fn generate(
+    model: &T5Model,
+    inputs: &[Vec<u32>],
+    options: &GenerationOptions,
+) -> Result<Vec<Generation>> {
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let ExitPolicy::Threshold {
+        measure: Measure::Classifier,
+        ..
+    } = options.policy
+    {
+        if !model.has_exit_classifier() {
+            bail!("--measure classifier needs a checkpoint with an early-exit classifier (train one with `calm train-classifier`)");
+        }
+    }
+    if let ExitPolicy::Fixed(layer) = options.policy {
+        if layer == 0 || layer > model.num_decoder_layers() {
+            bail!(
+                "exit layer {layer} is outside 1..={}",
+                model.num_decoder_layers()
+            );
+        }
+    }
+    let encoded = model.encode(inputs)?;
+    let batch = inputs.len();
+    let mut decoder = DecoderRun::new(model, &encoded, batch);
+    let mut results: Vec<Generation> = (0..batch)
+        .map(|_| Generation {
+            tokens: Vec::new(),
+            traces: Vec::new(),
+        })
+        .collect();
+    let mut finished = vec![false; batch];
+    let mut last = vec![model.config.decoder_start(); batch];
+    let eos = model.config.eos();
+    for t in 0..options.max_new_tokens {
+        if finished.iter().all(|&f| f) {
+            break;
+        }
+        let traces = decoder.step(&last, t, &finished, options)?;
+        for (row, trace) in traces.into_iter().enumerate() {
+            if let Some(trace) = trace {
+                last[row] = trace.token;
+                results[row].tokens.push(trace.token);
+                finished[row] = trace.token == eos;
+                results[row].traces.push(trace);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Decoder state of one batch across output positions.
+struct DecoderRun<'a> {
+    model: &'a T5Model,
+    encoded: &'a EncodedBatch,
+    caches: Vec<LayerCache>,
+    batch: usize,
+}
+
+impl<'a> DecoderRun<'a> {
+    fn new(model: &'a T5Model, encoded: &'a EncodedBatch, batch: usize) -> Self {
+        DecoderRun {
+            model,
+            encoded,
+            caches: vec![LayerCache::default(); model.num_decoder_layers()],
+            batch,
+        }
+    }
+
+    /// States h_0..h_L [B, 1, D] of a full pass that reads but never writes the caches.
+    fn probe(&self, x: &Tensor, bias: &Tensor) -> Result<Vec<Tensor>> {
+        let mut states = vec![x.clone()];
+        for (i, block) in self.model.decoder.blocks.iter().enumerate() {
+            let cache = &self.caches[i];
+            let past = cache.keys.as_ref().zip(cache.values.as_ref());
+            let (k, v) = &self.encoded.cross[i];
+            let (h, _, _) = block.step(&states[i], past, bias, (k, v), &self.encoded.mask)?;
+            states.push(h);
+        }
+        Ok(states)
+    }
+
+    fn layer_records(&self, states: &[Tensor]) -> Result<Vec<Vec<LayerRecord>>> {
+        let depth = states.len() - 1;
+        let mut per_row: Vec<Vec<LayerRecord>> = vec![Vec::with_capacity(depth); self.batch];
+        for layer in 1..=depth {
+            let h = &states[layer];
+            let probs =
+                candle_nn::ops::softmax_last_dim(&self.model.exit_logits(h)?)?.to_vec2::<f32>()?;
+            let state = if layer >= 2 {
+                Some(row_cosine(&h.squeeze(1)?, &states[layer - 1].squeeze(1)?)?.to_vec1::<f32>()?)
+            } else {
+                None
+            };
+            let classifier = self
+                .model
+                .classifier_confidence(h)?
+                .map(|c| c.to_vec1::<f32>())
+                .transpose()?;
+            for (row, records) in per_row.iter_mut().enumerate() {
+                let (argmax, top, diff) = top_two(&probs[row]);
+                records.push(LayerRecord {
+                    argmax: argmax as u32,
+                    softmax_diff: diff,
+                    softmax_max: top,
+                    state: state.as_ref().map(|s| s[row]),
+                    classifier: classifier.as_ref().map(|c| c[row]),
+                });
+            }
+        }
+        Ok(per_row)
+    }
+
+    /// Decode position t for every unfinished row; returns a trace per row (None if finished).
+    fn step(
+        &mut self,
+        last: &[u32],
+        t: usize,
+        finished: &[bool],
+        options: &GenerationOptions,
+    ) -> Result<Vec<Option<TokenTrace>>> {
+        let model = self.model;
+        let device = &model.device;
+        let depth = model.num_decoder_layers();
+        let ids = Tensor::from_vec(last.to_vec(), (self.batch, 1), device)?;
+        let x = candle_core::Module::forward(&model.embedding, &ids)?;
+        let bias = model.decoder.self_bias(t, device)?;
+
+        // Record mode and the oracle need every layer's state before deciding.
+        let probe_records = if options.record_all_layers || options.policy == ExitPolicy::Oracle {
+            let states = self.probe(&x, &bias)?;
+            Some(self.layer_records(&states)?)
+        } else {
+            None
+        };
+        let target_layer: Option<Vec<usize>> = match options.policy {
+            ExitPolicy::Fixed(layer) => Some(vec![layer; self.batch]),
+            ExitPolicy::Oracle => probe_records.as_ref().map(|records| {
+                records
+                    .iter()
+                    .map(|layers| {
+                        let top = layers[depth - 1].argmax;
+                        layers
+                            .iter()
+                            .position(|r| r.argmax == top)
+                            .map_or(depth, |i| i + 1)
+                    })
+                    .collect()
+            }),
+            _ => None,
+        };
+
+        let mut active: Vec<usize> = (0..self.batch).filter(|&r| !finished[r]).collect();
+        let mut tokens: Vec<Option<u32>> = vec![None; self.batch];
+        let mut exit_layer = vec![0usize; self.batch];
+        let mut confidence_log: Vec<Vec<Option<f32>>> = vec![Vec::new(); self.batch];
+        let mut state = x;
+        for layer in 1..=depth {
+            let block = &model.decoder.blocks[layer - 1];
+            let inactive: Vec<usize> = (0..self.batch).filter(|r| !active.contains(r)).collect();
+            let cache = &self.caches[layer - 1];
+
+            // Full computation for active rows.
+            let mut active_out = None;
+            let mut active_kv = None;
+            let mut previous_active = None;
+            if !active.is_empty() {
+                let h = select(&state, &active, self.batch)?;
+                let past = match (&cache.keys, &cache.values) {
+                    (Some(k), Some(v)) => Some((
+                        select(k, &active, self.batch)?,
+                        select(v, &active, self.batch)?,
+                    )),
+                    _ => None,
+                };
+                let (cross_k, cross_v) = &self.encoded.cross[layer - 1];
+                let cross = (
+                    select(cross_k, &active, self.batch)?,
+                    select(cross_v, &active, self.batch)?,
+                );
+                let mask = select(&self.encoded.mask, &active, self.batch)?;
+                let (out, k, v) = block.step(
+                    &h,
+                    past.as_ref().map(|(k, v)| (k, v)),
+                    &bias,
+                    (&cross.0, &cross.1),
+                    &mask,
+                )?;
+                active_out = Some(out);
+                active_kv = Some((k, v));
+                previous_active = Some(h);
+            }
+            // State propagation for rows that exited (or finished).
+            let mut inactive_kv = None;
+            let mut inactive_state = None;
+            if !inactive.is_empty() {
+                let h = select(&state, &inactive, self.batch)?;
+                inactive_kv = Some(block.propagate(&h)?);
+                inactive_state = Some(h);
+            }
+            let new_k = merge(
+                active_kv.as_ref().map(|kv| &kv.0),
+                &active,
+                inactive_kv.as_ref().map(|kv| &kv.0),
+                &inactive,
+            )?;
+            let new_v = merge(
+                active_kv.as_ref().map(|kv| &kv.1),
+                &active,
+                inactive_kv.as_ref().map(|kv| &kv.1),
+                &inactive,
+            )?;
+            let cache = &mut self.caches[layer - 1];
+            cache.keys = Some(match &cache.keys {
+                Some(k) => Tensor::cat(&[k, &new_k], 2)?,
+                None => new_k,
+            });
+            cache.values = Some(match &cache.values {
+                Some(v) => Tensor::cat(&[v, &new_v], 2)?,
+                None => new_v,
+            });
+            state = merge(
+                active_out.as_ref(),
+                &active,
+                inactive_state.as_ref(),
+                &inactive,
+            )?;
+
+            // Exit decisions among active rows.
+            let (Some(out), Some(prev)) = (active_out.as_ref(), previous_active.as_ref()) else {
+                continue;
+            };
+            let mut exiting = vec![false; active.len()];
+            let mut argmax: Option<Vec<u32>> = None;
+            match options.policy {
+                _ if layer == depth => exiting.iter_mut().for_each(|e| *e = true),
+                ExitPolicy::Never => {}
+                ExitPolicy::Fixed(_) | ExitPolicy::Oracle => {
+                    if let Some(targets) = &target_layer {
+                        for (position, &row) in active.iter().enumerate() {
+                            exiting[position] = targets[row] == layer;
+                        }
+                    }
+                }
+                ExitPolicy::Threshold {
+                    measure,
+                    lambda,
+                    tau,
+                    min_exit,
+                } => {
+                    let (conf, softmax_argmax) = confidences(model, measure, layer, out, prev)?;
+                    let threshold = decayed_threshold(lambda, tau, t, options.max_new_tokens);
+                    for (position, &row) in active.iter().enumerate() {
+                        confidence_log[row].push(conf[position]);
+                        exiting[position] = layer >= min_exit
+                            && conf[position].is_some_and(|c| c as f64 >= threshold);
+                    }
+                    argmax = softmax_argmax;
+                }
+            }
+            if !exiting.iter().any(|&e| e) {
+                continue;
+            }
+            let exiting_positions: Vec<usize> = (0..active.len()).filter(|&p| exiting[p]).collect();
+            let chosen = match argmax {
+                Some(all) => exiting_positions.iter().map(|&p| all[p]).collect(),
+                None => exit_argmax(model, &select(out, &exiting_positions, active.len())?)?,
+            };
+            for (&position, token) in exiting_positions.iter().zip(chosen) {
+                let row = active[position];
+                tokens[row] = Some(token);
+                exit_layer[row] = layer;
+            }
+            active.retain(|row| tokens[*row].is_none());
+        }
+
+        let mut probe_records = probe_records;
+        Ok((0..self.batch)
+            .map(|row| {
+                tokens[row].map(|token| TokenTrace {
+                    token,
+                    exit_layer: exit_layer[row],
+                    confidences: std::mem::take(&mut confidence_log[row]),
+                    layers: probe_records
+                        .as_mut()
+                        .filter(|_| options.record_all_layers)
+                        .map(|records| std::mem::take(&mut records[row])),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Logits of every decoder layer's exit head at every position when the decoder is fed
+/// `decoder_input_ids` (teacher forcing), for one input: `[position][layer][vocab]`.
+/// Runs the same cached step as generation, with the full model writing the cache.
+pub fn teacher_forced_logits(
+    model: &T5Model,
+    input_ids: &[u32],
+    decoder_input_ids: &[u32],
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let encoded = model.encode(&[input_ids.to_vec()])?;
+    let mut run = DecoderRun::new(model, &encoded, 1);
+    let options = GenerationOptions {
+        max_new_tokens: decoder_input_ids.len(),
+        policy: ExitPolicy::Never,
+        record_all_layers: false,
+    };
+    let mut out = Vec::with_capacity(decoder_input_ids.len());
+    for (t, &token) in decoder_input_ids.iter().enumerate() {
+        let ids = Tensor::from_vec(vec![token], (1, 1), &model.device)?;
+        let x = candle_core::Module::forward(&model.embedding, &ids)?;
+        let bias = model.decoder.self_bias(t, &model.device)?;
+        let states = run.probe(&x, &bias)?;
+        let mut layers = Vec::with_capacity(states.len() - 1);
+        for h in &states[1..] {
+            layers.push(model.exit_logits(h)?.squeeze(0)?.to_vec1::<f32>()?);
+        }
+        out.push(layers);
+        run.step(&[token], t, &[false], &options)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,251 @@
+//! T5 building blocks (HF `modeling_t5.py` semantics): RMS layer norm, feed-forward, attention
+//! with relative position buckets.
+
+use super::config::FeedForwardKind;
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+
+/// T5LayerNorm: x · rsqrt(mean(x²) + ε) · w, no mean subtraction and no bias.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn load(d_model: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: vb.get(d_model, "weight")?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+    }
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+}
+
+/// The position-wise feed-forward network (`DenseReluDense`).
+#[derive(Debug, Clone)]
+pub enum FeedForward {
+    /// wo(relu(wi x))
+    Relu { wi: Linear, wo: Linear },
+    /// wo(act(wi_0 x) ⊙ wi_1 x), act = gelu (tanh approximation, HF `gelu_new`) or relu.
+    Gated {
+        wi_0: Linear,
+        wi_1: Linear,
+        wo: Linear,
+        gelu: bool,
+    },
+}
+
+impl FeedForward {
+    pub fn load(
+        kind: FeedForwardKind,
+        d_model: usize,
+        d_ff: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(match kind {
+            FeedForwardKind::Relu => FeedForward::Relu {
+                wi: linear(d_model, d_ff, vb.pp("wi"))?,
+                wo: linear(d_ff, d_model, vb.pp("wo"))?,
+            },
+            FeedForwardKind::GatedGelu | FeedForwardKind::GatedRelu => FeedForward::Gated {
+                wi_0: linear(d_model, d_ff, vb.pp("wi_0"))?,
+                wi_1: linear(d_model, d_ff, vb.pp("wi_1"))?,
+                wo: linear(d_ff, d_model, vb.pp("wo"))?,
+                gelu: kind == FeedForwardKind::GatedGelu,
+            },
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Relu { wi, wo } => wo.forward(&wi.forward(x)?.relu()?),
+            FeedForward::Gated {
+                wi_0,
+                wi_1,
+                wo,
+                gelu,
+            } => {
+                let gate = wi_0.forward(x)?;
+                let gate = if *gelu { gate.gelu()? } else { gate.relu()? };
+                wo.forward(&(gate * wi_1.forward(x)?)?)
+            }
+        }
+    }
+}
+
+/// HF `_relative_position_bucket`: maps key − query offsets to bucket ids. Bidirectional
+/// (encoder) splits the buckets between directions; causal (decoder) uses only past offsets.
+/// Computed in f32 like the reference so boundary offsets land in the same bucket.
+pub fn relative_position_bucket(
+    relative_position: i64,
+    bidirectional: bool,
+    num_buckets: usize,
+    max_distance: usize,
+) -> u32 {
+    let mut buckets = num_buckets as i64;
+    let mut bucket = 0i64;
+    let distance = if bidirectional {
+        buckets /= 2;
+        if relative_position > 0 {
+            bucket += buckets;
+        }
+        relative_position.abs()
+    } else {
+        (-relative_position).max(0)
+    };
+    let max_exact = buckets / 2;
+    if distance < max_exact {
+        bucket += distance;
+    } else {
+        let scaled = (distance as f32 / max_exact as f32).ln()
+            / (max_distance as f32 / max_exact as f32).ln()
+            * (buckets - max_exact) as f32;
+        let large = max_exact + scaled as i64;
+        bucket += large.min(buckets - 1);
+    }
+    bucket as u32
+}
+
+/// Multi-head attention without score scaling (T5 folds 1/√d_kv into the initialisation).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    d_kv: usize,
+    /// [num_buckets, heads]; only the first layer of each stack has it.
+    relative_bias: Option<Tensor>,
+    num_buckets: usize,
+    max_distance: usize,
+}
+
+impl Attention {
+    pub fn load(
+        d_model: usize,
+        heads: usize,
+        d_kv: usize,
+        relative_bias: bool,
+        num_buckets: usize,
+        max_distance: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let inner = heads * d_kv;
+        Ok(Attention {
+            q: linear(d_model, inner, vb.pp("q"))?,
+            k: linear(d_model, inner, vb.pp("k"))?,
+            v: linear(d_model, inner, vb.pp("v"))?,
+            o: linear(inner, d_model, vb.pp("o"))?,
+            heads,
+            d_kv,
+            relative_bias: if relative_bias {
+                Some(
+                    vb.pp("relative_attention_bias")
+                        .get((num_buckets, heads), "weight")?,
+                )
+            } else {
+                None
+            },
+            num_buckets,
+            max_distance,
+        })
+    }
+
+    /// [B, T, H·d] → [B, H, T, d].
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        x.reshape((b, t, self.heads, self.d_kv))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    pub fn project_query(&self, x: &Tensor) -> Result<Tensor> {
+        self.split_heads(&self.q.forward(x)?)
+    }
+
+    /// Keys and values [B, H, S, d] of `x` [B, S, D].
+    pub fn project_key_value(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.split_heads(&self.k.forward(x)?)?,
+            self.split_heads(&self.v.forward(x)?)?,
+        ))
+    }
+
+    /// softmax(q·kᵀ + bias)·v, then the output projection: [B, T, D].
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mut scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = weights.matmul(v)?;
+        let (b, h, t, d) = context.dims4()?;
+        let context = context.transpose(1, 2)?.reshape((b, t, h * d))?;
+        self.o.forward(&context)
+    }
+
+    /// Relative position bias [1, H, Q, K] for query positions `queries` against keys 0..keys.
+    pub fn position_bias(
+        &self,
+        queries: std::ops::Range<usize>,
+        keys: usize,
+        bidirectional: bool,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
+        let table = match &self.relative_bias {
+            Some(table) => table,
+            None => return Ok(None),
+        };
+        let q_len = queries.len();
+        let mut ids = Vec::with_capacity(q_len * keys);
+        for query in queries {
+            for key in 0..keys {
+                ids.push(relative_position_bucket(
+                    key as i64 - query as i64,
+                    bidirectional,
+                    self.num_buckets,
+                    self.max_distance,
+                ));
+            }
+        }
+        let ids = Tensor::from_vec(ids, q_len * keys, device)?;
+        let bias = table
+            .index_select(&ids, 0)?
+            .reshape((q_len, keys, self.heads))?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .contiguous()?;
+        Ok(Some(bias))
+    }
+}
+
+/// Additive mask [B, 1, 1, S]: 0 for real tokens, a large negative number for padding.
+pub fn padding_mask(lengths: &[usize], max_len: usize, device: &Device) -> Result<Tensor> {
+    let mut values = Vec::with_capacity(lengths.len() * max_len);
+    for &length in lengths {
+        values.extend((0..max_len).map(|i| if i < length { 0f32 } else { f32::MIN }));
+    }
+    Tensor::from_vec(values, (lengths.len(), 1, 1, max_len), device)?.to_dtype(DType::F32)
+}
+
+/// Cosine similarity of matching rows of two [B, D] tensors, as [B].
+pub fn row_cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dot = (a * b)?.sum(D::Minus1)?;
+    let norms = (a.sqr()?.sum(D::Minus1)?.sqrt()? * b.sqr()?.sum(D::Minus1)?.sqrt()?)?;
+    dot / norms.clamp(1e-12f32, f32::MAX)?
+}

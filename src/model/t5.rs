@@ -1,0 +1,143 @@
+//! `T5ForConditionalGeneration` with CALM's extras: exit heads at every decoder layer through the
+//! shared final norm and LM head, and the optional early-exit classifier.
+
+use super::config::T5Config;
+use super::decoder::Decoder;
+use super::encoder::Encoder;
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+/// Tensor names of the CALM early-exit classifier (one linear layer d_model → 1 shared by all layers).
+pub const EXIT_CLASSIFIER_WEIGHT: &str = "calm.exit_classifier.weight";
+pub const EXIT_CLASSIFIER_BIAS: &str = "calm.exit_classifier.bias";
+
+/// An encoded batch: encoder states and, per decoder layer, the cross-attention keys/values.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    pub hidden: Tensor,
+    pub lengths: Vec<usize>,
+    pub cross: Vec<(Tensor, Tensor)>,
+    /// Additive padding mask [B, 1, 1, S] for cross-attention.
+    pub mask: Tensor,
+}
+
+impl EncodedBatch {
+    /// The same batch restricted to `rows` (an index tensor).
+    pub fn select_rows(&self, rows: &Tensor) -> Result<(Vec<(Tensor, Tensor)>, Tensor)> {
+        let cross = self
+            .cross
+            .iter()
+            .map(|(k, v)| Ok((k.index_select(rows, 0)?, v.index_select(rows, 0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((cross, self.mask.index_select(rows, 0)?))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct T5Model {
+    pub config: T5Config,
+    pub embedding: Embedding,
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    lm_head: Linear,
+    head_scale: Option<f64>,
+    /// (weight [1, D], bias [1]) of the early-exit classifier, when the checkpoint has one.
+    exit_classifier: Option<(Tensor, Tensor)>,
+    pub device: Device,
+}
+
+impl T5Model {
+    pub fn load(config: &T5Config, vb: VarBuilder) -> Result<Self> {
+        let (vocab, d) = (config.vocab_size, config.d_model);
+        let shared_name = ["shared", "encoder.embed_tokens", "decoder.embed_tokens"]
+            .into_iter()
+            .find(|name| vb.contains_tensor(&format!("{name}.weight")))
+            .unwrap_or("shared");
+        let shared = vb.pp(shared_name).get((vocab, d), "weight")?;
+        let lm_head = if config.tie_word_embeddings {
+            shared.clone()
+        } else {
+            vb.pp("lm_head").get((vocab, d), "weight")?
+        };
+        let exit_classifier = if vb.contains_tensor(EXIT_CLASSIFIER_WEIGHT) {
+            Some((
+                vb.get((1, d), EXIT_CLASSIFIER_WEIGHT)?,
+                vb.get(1, EXIT_CLASSIFIER_BIAS)?,
+            ))
+        } else {
+            None
+        };
+        Ok(T5Model {
+            config: config.clone(),
+            embedding: Embedding::new(shared, d),
+            encoder: Encoder::load(config, vb.pp("encoder"))?,
+            decoder: Decoder::load(config, vb.pp("decoder"))?,
+            lm_head: Linear::new(lm_head, None),
+            head_scale: config
+                .scales_decoder_output()
+                .then(|| (d as f64).powf(-0.5)),
+            exit_classifier,
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn num_decoder_layers(&self) -> usize {
+        self.decoder.blocks.len()
+    }
+
+    pub fn has_exit_classifier(&self) -> bool {
+        self.exit_classifier.is_some()
+    }
+
+    /// Encode token id sequences (each ending with `</s>`), right-padded into one batch.
+    pub fn encode(&self, inputs: &[Vec<u32>]) -> Result<EncodedBatch> {
+        let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+        let max_len = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let pad = self.config.pad();
+        let mut ids = Vec::with_capacity(inputs.len() * max_len);
+        for input in inputs {
+            ids.extend_from_slice(input);
+            ids.extend(std::iter::repeat_n(pad, max_len - input.len()));
+        }
+        let ids = Tensor::from_vec(ids, (inputs.len(), max_len), &self.device)?;
+        let hidden = self.encoder.forward(&self.embedding, &ids, &lengths)?;
+        let cross = self
+            .decoder
+            .blocks
+            .iter()
+            .map(|block| block.cross_key_value(&hidden))
+            .collect::<Result<Vec<_>>>()?;
+        let mask = super::layers::padding_mask(&lengths, max_len, &self.device)?;
+        Ok(EncodedBatch {
+            hidden,
+            lengths,
+            cross,
+            mask,
+        })
+    }
+
+    /// Exit head: LM-head logits [A, V] of raw decoder states `h` [A, 1, D], through the shared
+    /// final norm (and the d_model^-0.5 scaling of tied heads).
+    pub fn exit_logits(&self, h: &Tensor) -> Result<Tensor> {
+        let mut normed = self.decoder.final_norm.forward(h)?;
+        if let Some(scale) = self.head_scale {
+            normed = (normed * scale)?;
+        }
+        self.lm_head.forward(&normed)?.squeeze(1)
+    }
+
+    /// Early-exit classifier confidence sigmoid(w·h + b) [A] on raw states `h` [A, 1, D].
+    pub fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>> {
+        match &self.exit_classifier {
+            Some((weight, bias)) => {
+                let logits = h
+                    .squeeze(1)?
+                    .matmul(&weight.t()?)?
+                    .broadcast_add(bias)?
+                    .squeeze(D::Minus1)?;
+                Ok(Some(candle_nn::ops::sigmoid(&logits)?))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -163,6 +163,10 @@ impl Attention {
     /// [B, T, H·d] → [B, H, T, d].
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
+        if t == 1 {
+            // One position (decoding): the head split is a free reshape, no transpose or copy.
+            return x.reshape((b, self.heads, 1, self.d_kv));
+        }
         x.reshape((b, t, self.heads, self.d_kv))?
             .transpose(1, 2)?
             .contiguous()
@@ -188,14 +192,18 @@ impl Attention {
         v: &Tensor,
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let mut scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        let mut scores = q.matmul(&k.transpose(2, 3)?)?;
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = weights.matmul(v)?;
         let (b, h, t, d) = context.dims4()?;
-        let context = context.transpose(1, 2)?.reshape((b, t, h * d))?;
+        let context = if t == 1 {
+            context.reshape((b, 1, h * d))?
+        } else {
+            context.transpose(1, 2)?.reshape((b, t, h * d))?
+        };
         self.o.forward(&context)
     }
 

@@ -366,3 +366,67 @@ fn oracle_exits_where_the_layer_agrees_with_the_top() {
         assert_eq!(trace.token, top);
     }
 }
+
+/// A copy of the gated fixture with an early-exit classifier (w = 0, bias b) added.
+fn checkpoint_with_classifier(bias: f32) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("calm-classifier-{}-{bias}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = fixture_dir("gated");
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let mut tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    tensors.insert(
+        "calm.exit_classifier.weight".into(),
+        Tensor::zeros((1, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    tensors.insert(
+        "calm.exit_classifier.bias".into(),
+        Tensor::new(&[bias], &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    dir
+}
+
+#[test]
+fn the_exit_classifier_is_loaded_and_used() {
+    let ids_of = |checkpoint: &Checkpoint| checkpoint.encode(INPUTS[0]).unwrap();
+    // sigmoid(5) = 0.9933 clears λ_t ≤ 0.9·0.95 + 0.1 = 0.955: every token exits at layer 1.
+    let confident = Checkpoint::load(&checkpoint_with_classifier(5.0)).unwrap();
+    let policy = ExitPolicy::Threshold {
+        measure: Measure::Classifier,
+        lambda: 0.95,
+        tau: 0.0,
+        min_exit: 1,
+    };
+    let options = GenerationOptions {
+        max_new_tokens: 8,
+        policy,
+        record_all_layers: true,
+    };
+    let out = &generate(&confident.model, &[ids_of(&confident)], &options).unwrap()[0];
+    assert!(out.exit_layers().iter().all(|&l| l == 1));
+    let conf = out.traces[0].confidences[0].unwrap();
+    assert!((conf - 1.0 / (1.0 + (-5.0f32).exp())).abs() < 1e-6);
+    let layer_one = GenerationOptions {
+        max_new_tokens: 8,
+        policy: ExitPolicy::Fixed(1),
+        record_all_layers: false,
+    };
+    assert_eq!(
+        out.tokens,
+        generate(&confident.model, &[ids_of(&confident)], &layer_one).unwrap()[0].tokens
+    );
+    assert!(out.traces[0]
+        .layers
+        .as_ref()
+        .unwrap()
+        .iter()
+        .all(|l| l.classifier.is_some()));
+    // sigmoid(−5) never clears it: the full model.
+    let unsure = Checkpoint::load(&checkpoint_with_classifier(-5.0)).unwrap();
+    let out = &generate(&unsure.model, &[ids_of(&unsure)], &options).unwrap()[0];
+    assert!(out.exit_layers().iter().all(|&l| l == 3));
+}

@@ -44,6 +44,10 @@ pub enum Command {
 
 /// Parse arguments, run, and map errors to exit codes (0 ok, 1 negative answer, 2 error).
 pub fn main() -> ExitCode {
+    // Error messages are for users: no library backtraces (panics still honour RUST_BACKTRACE).
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),

@@ -42,18 +42,6 @@ impl Checkpoint {
         let weights_path = required(dir, "model.safetensors")?;
         let tokenizer_path = required(dir, "tokenizer.json")?;
         let config = T5Config::from_file(&config_path)?;
-        let bytes = std::fs::read(&weights_path)
-            .with_context(|| format!("cannot read {}", weights_path.display()))?;
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
-            .with_context(|| format!("{}: not a valid safetensors file", weights_path.display()))?;
-        let model = T5Model::load(&config, vb).with_context(|| {
-            format!(
-                "{} does not match {} (tensor missing or of the wrong shape)",
-                weights_path.display(),
-                config_path.display()
-            )
-        })?;
         let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
             anyhow::anyhow!("{}: not a valid tokenizer: {e}", tokenizer_path.display())
         })?;
@@ -66,6 +54,18 @@ impl Checkpoint {
                 config_path.display()
             );
         }
+        let bytes = std::fs::read(&weights_path)
+            .with_context(|| format!("cannot read {}", weights_path.display()))?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+            .with_context(|| format!("{}: not a valid safetensors file", weights_path.display()))?;
+        let model = T5Model::load(&config, vb).with_context(|| {
+            format!(
+                "{} does not match {} (tensor missing or of the wrong shape)",
+                weights_path.display(),
+                config_path.display()
+            )
+        })?;
         Ok(Checkpoint {
             dir: dir.to_path_buf(),
             model,

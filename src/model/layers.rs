@@ -2,8 +2,8 @@
 //! with relative position buckets.
 
 use super::config::FeedForwardKind;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 /// T5LayerNorm: x · rsqrt(mean(x²) + ε) · w, no mean subtraction and no bias.
 #[derive(Debug, Clone)]
@@ -25,20 +25,49 @@ impl RmsNorm {
     }
 }
 
-fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+/// A bias-free linear layer y = x·Wᵀ. The weight (HF layout [out, in]) is stored transposed and
+/// contiguous, and inputs are flattened to one matrix, so each call is a single matrix product
+/// that packs the small activation instead of the weight (measured 1.5–3× faster on CPU than
+/// multiplying by a transposed view).
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight_t: Tensor,
+}
+
+impl Dense {
+    /// From an HF-layout weight [out, in].
+    pub fn new(weight: &Tensor) -> Result<Self> {
+        Ok(Dense {
+            weight_t: weight.t()?.contiguous()?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight_t)?;
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = self.weight_t.dim(1)?;
+        y.reshape(out_dims)
+    }
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
+    Dense::new(&vb.get((out_dim, in_dim), "weight")?)
 }
 
 /// The position-wise feed-forward network (`DenseReluDense`).
 #[derive(Debug, Clone)]
 pub enum FeedForward {
     /// wo(relu(wi x))
-    Relu { wi: Linear, wo: Linear },
+    Relu { wi: Dense, wo: Dense },
     /// wo(act(wi_0 x) ⊙ wi_1 x), act = gelu (tanh approximation, HF `gelu_new`) or relu.
     Gated {
-        wi_0: Linear,
-        wi_1: Linear,
-        wo: Linear,
+        wi_0: Dense,
+        wi_1: Dense,
+        wo: Dense,
         gelu: bool,
     },
 }
@@ -74,11 +103,25 @@ impl FeedForward {
                 gelu,
             } => {
                 let gate = wi_0.forward(x)?;
-                let gate = if *gelu { gate.gelu()? } else { gate.relu()? };
+                let gate = if *gelu {
+                    gelu_tanh(&gate)?
+                } else {
+                    gate.relu()?
+                };
                 wo.forward(&(gate * wi_1.forward(x)?)?)
             }
         }
     }
+}
+
+/// GELU with the tanh approximation (HF `gelu_new`), written through the identity
+/// 0.5·(1 + tanh(z)) = sigmoid(2z): x·sigmoid(2·√(2/π)·(x + 0.044715·x³)). Same function as
+/// `Tensor::gelu`, but avoids a scalar `tanhf` per element (measured 12% of batch-16 decoding).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    const A: f64 = 2.0 * 0.797_884_560_802_865_4; // 2·√(2/π)
+    const B: f64 = A * 0.044_715;
+    let inner = (x.sqr()?.affine(B, A)? * x)?;
+    x * candle_nn::ops::sigmoid(&inner)?
 }
 
 /// HF `_relative_position_bucket`: maps key − query offsets to bucket ids. Bidirectional
@@ -117,10 +160,10 @@ pub fn relative_position_bucket(
 /// Multi-head attention without score scaling (T5 folds 1/√d_kv into the initialisation).
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    o: Dense,
     heads: usize,
     d_kv: usize,
     /// [num_buckets, heads]; only the first layer of each stack has it.
@@ -192,12 +235,23 @@ impl Attention {
         v: &Tensor,
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let mut scores = q.matmul(&k.transpose(2, 3)?)?;
+        let one_query = q.dim(2)? == 1;
+        let mut scores = if one_query {
+            // Decoding: one query per head. A broadcast product and a sum replace B·H tiny
+            // matrix products, which cost far more in dispatch than in arithmetic.
+            k.broadcast_mul(q)?.sum_keepdim(3)?.transpose(2, 3)?
+        } else {
+            q.matmul(&k.transpose(2, 3)?)?
+        };
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = weights.matmul(v)?;
+        let context = if one_query {
+            v.broadcast_mul(&weights.transpose(2, 3)?)?.sum_keepdim(2)?
+        } else {
+            weights.matmul(v)?
+        };
         let (b, h, t, d) = context.dims4()?;
         let context = if t == 1 {
             context.reshape((b, 1, h * d))?

@@ -4,8 +4,9 @@
 use super::config::T5Config;
 use super::decoder::Decoder;
 use super::encoder::Encoder;
-use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use super::layers::Dense;
+use candle_core::{Device, Result, Tensor, D};
+use candle_nn::{Embedding, VarBuilder};
 
 /// Tensor names of the CALM early-exit classifier (one linear layer d_model → 1 shared by all layers).
 pub const EXIT_CLASSIFIER_WEIGHT: &str = "calm.exit_classifier.weight";
@@ -39,7 +40,7 @@ pub struct T5Model {
     pub embedding: Embedding,
     pub encoder: Encoder,
     pub decoder: Decoder,
-    lm_head: Linear,
+    lm_head: Dense,
     head_scale: Option<f64>,
     /// (weight [1, D], bias [1]) of the early-exit classifier, when the checkpoint has one.
     exit_classifier: Option<(Tensor, Tensor)>,
@@ -72,7 +73,7 @@ impl T5Model {
             embedding: Embedding::new(shared, d),
             encoder: Encoder::load(config, vb.pp("encoder"))?,
             decoder: Decoder::load(config, vb.pp("decoder"))?,
-            lm_head: Linear::new(lm_head, None),
+            lm_head: Dense::new(&lm_head)?,
             head_scale: config
                 .scales_decoder_output()
                 .then(|| (d as f64).powf(-0.5)),

@@ -389,10 +389,11 @@ def main():
     tally, pair_drops, examples = build(texts)
 
     print("\nverses removed by cleaning (per version):")
-    for (what, reason), n in tally.dropped.items():
+    order = {"KJV": 0, "World English Bible": 1, "Louis Segond 1910": 2}
+    for (what, reason), n in sorted(tally.dropped.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         print("  %-22s %-60s %6d" % (what, reason, n))
     print("\nverses changed by a certain fix (kept):")
-    for (what, rule), n in tally.cleaned.items():
+    for (what, rule), n in sorted(tally.cleaned.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         print("  %-22s %-60s %6d" % (what, rule, n))
     print("\npairs not written (per task, first matching reason):")
     for task, c in pair_drops.items():

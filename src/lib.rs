@@ -4,6 +4,8 @@
 
 pub mod calibrate;
 pub mod cli;
+pub mod data;
 pub mod model;
 pub mod record;
+pub mod train;
 pub mod util;

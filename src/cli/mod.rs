@@ -5,6 +5,7 @@ mod bench_decode;
 mod calibrate;
 mod generate;
 mod simulate;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Write synthetic records (no model involved) to try the calibrator or test a pipeline.
     SimulateRecords(simulate::SimulateArgs),
+    /// Train a CALM model (tokenizer, weighted per-layer loss) into a checkpoint directory.
+    Train(train::TrainArgs),
     /// Benchmarks; results are printed (and written with --out) for reports/.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Generate(args) => generate::run(args),
         Command::SimulateRecords(args) => simulate::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

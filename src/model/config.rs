@@ -1,7 +1,7 @@
 //! `config.json` of a Hugging Face `T5ForConditionalGeneration` checkpoint.
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Feed-forward variant: `relu` (original T5) or `gated-gelu` (T5 v1.1).
@@ -13,7 +13,7 @@ pub enum FeedForwardKind {
 }
 
 /// The fields of HF's `T5Config` that define the computation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct T5Config {
     pub vocab_size: usize,
     pub d_model: usize,
@@ -35,7 +35,7 @@ pub struct T5Config {
     pub tie_word_embeddings: bool,
     /// transformers ≥ 5 states the d_model^-0.5 output scaling explicitly; older configs imply it
     /// from `tie_word_embeddings`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_decoder_outputs: Option<bool>,
     #[serde(default)]
     pub decoder_start_token_id: Option<u32>,
@@ -45,7 +45,7 @@ pub struct T5Config {
     pub eos_token_id: Option<u32>,
     /// Maximum input length the model was trained for (HF `n_positions`; T5 itself has no hard
     /// limit because positions are relative).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_positions: Option<usize>,
 }
 
@@ -75,6 +75,34 @@ impl T5Config {
             .validate()
             .with_context(|| format!("{}: invalid T5 config", path.display()))?;
         Ok(config)
+    }
+
+    /// `config.json` text that transformers' `T5ForConditionalGeneration` loads.
+    pub fn to_hf_json(&self) -> Result<String> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("model_type".into(), "t5".into());
+            object.insert(
+                "architectures".into(),
+                serde_json::json!(["T5ForConditionalGeneration"]),
+            );
+            object.insert("is_encoder_decoder".into(), true.into());
+            object.insert("dropout_rate".into(), 0.0.into());
+            object.insert(
+                "dense_act_fn".into(),
+                if self.feed_forward_proj.contains("gelu") {
+                    "gelu_new"
+                } else {
+                    "relu"
+                }
+                .into(),
+            );
+            object.insert(
+                "is_gated_act".into(),
+                self.feed_forward_proj.starts_with("gated").into(),
+            );
+        }
+        Ok(serde_json::to_string_pretty(&value)? + "\n")
     }
 
     pub fn validate(&self) -> Result<()> {

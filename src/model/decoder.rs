@@ -84,6 +84,29 @@ impl DecoderBlock {
         Ok((x, k_new, v_new))
     }
 
+    /// Teacher-forced forward of whole sequences `x` [B, T, D] with a causal `self_bias`
+    /// [1, H, T, T] (training and analysis).
+    pub fn forward_sequence(
+        &self,
+        x: &Tensor,
+        self_bias: &Tensor,
+        cross: (&Tensor, &Tensor),
+        cross_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let h = self.self_norm.forward(x)?;
+        let q = self.self_attention.project_query(&h)?;
+        let (k, v) = self.self_attention.project_key_value(&h)?;
+        let x = (x + self.self_attention.attend(&q, &k, &v, Some(self_bias))?)?;
+        let h = self.cross_norm.forward(&x)?;
+        let q = self.cross_attention.project_query(&h)?;
+        let x = (&x
+            + self
+                .cross_attention
+                .attend(&q, cross.0, cross.1, Some(cross_mask))?)?;
+        let h = self.feed_forward_norm.forward(&x)?;
+        &x + self.feed_forward.forward(&h)?
+    }
+
     /// CALM state propagation for a skipped block: its own layer norm and K/V projections applied
     /// to the exit layer's state `x` [E, 1, D] (CALM §3.2). Nothing else of the block runs.
     pub fn propagate(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -112,6 +135,25 @@ impl Decoder {
                 vb.pp("final_layer_norm"),
             )?,
         })
+    }
+
+    /// Relative position bias plus causal mask [1, H, T, T] for teacher-forced sequences.
+    pub fn causal_bias(&self, length: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let relative =
+            match self.blocks[0]
+                .self_attention
+                .position_bias(0..length, length, false, device)?
+            {
+                Some(bias) => bias,
+                None => {
+                    candle_core::bail!("the first decoder block has no relative_attention_bias")
+                }
+            };
+        let mask: Vec<f32> = (0..length)
+            .flat_map(|q| (0..length).map(move |k| if k <= q { 0.0 } else { -1e9 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, 1, length, length), device)?;
+        relative.broadcast_add(&mask)
     }
 
     /// Causal relative position bias [1, H, 1, t + 1] for the query at position t.

@@ -117,14 +117,42 @@ impl T5Model {
         })
     }
 
-    /// Exit head: LM-head logits [A, V] of raw decoder states `h` [A, 1, D], through the shared
-    /// final norm (and the d_model^-0.5 scaling of tied heads).
-    pub fn exit_logits(&self, h: &Tensor) -> Result<Tensor> {
+    /// LM-head logits [.., V] of raw decoder states `h` [.., D], through the shared final norm
+    /// (and the d_model^-0.5 scaling of tied heads): the exit head of any layer.
+    pub fn head_logits(&self, h: &Tensor) -> Result<Tensor> {
         let mut normed = self.decoder.final_norm.forward(h)?;
         if let Some(scale) = self.head_scale {
             normed = (normed * scale)?;
         }
-        self.lm_head.forward(&normed)?.squeeze(1)
+        self.lm_head.forward(&normed)
+    }
+
+    /// Exit head for one decoding position: logits [A, V] of states `h` [A, 1, D].
+    pub fn exit_logits(&self, h: &Tensor) -> Result<Tensor> {
+        self.head_logits(h)?.squeeze(1)
+    }
+
+    /// Teacher-forced forward: the exit-head logits [B, T, V] of every decoder layer, for
+    /// right-padded inputs `input_ids` [B, S] (real lengths `lengths`) and `decoder_ids` [B, T].
+    pub fn forward_all_exits(
+        &self,
+        input_ids: &Tensor,
+        lengths: &[usize],
+        decoder_ids: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        let encoded = self.encoder.forward(&self.embedding, input_ids, lengths)?;
+        let (_, source_len) = input_ids.dims2()?;
+        let (_, target_len) = decoder_ids.dims2()?;
+        let mask = super::layers::padding_mask(lengths, source_len, &self.device)?;
+        let bias = self.decoder.causal_bias(target_len, &self.device)?;
+        let mut x = candle_nn::Module::forward(&self.embedding, decoder_ids)?;
+        let mut logits = Vec::with_capacity(self.decoder.blocks.len());
+        for block in &self.decoder.blocks {
+            let (k, v) = block.cross_key_value(&encoded)?;
+            x = block.forward_sequence(&x, &bias, (&k, &v), &mask)?;
+            logits.push(self.head_logits(&x)?);
+        }
+        Ok(logits)
     }
 
     /// Early-exit classifier confidence sigmoid(w·h + b) [A] on raw states `h` [A, 1, D].

@@ -1,0 +1,112 @@
+//! `calm train`: train a CALM model (tokenizer included) into an HF-format checkpoint directory.
+
+use super::generate::set_threads;
+use crate::train::{train, StopAt, TrainOptions};
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Resumes automatically when --out holds a checkpoint of the same run.\n\
+Example:\n  calm train --data datasets/bible/train.jsonl.gz --out runs/bible-model --steps 20000"
+)]
+pub struct TrainArgs {
+    /// Training examples (JSONL or JSONL.gz with id, task, input, reference); tasks mix by prefix.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json, trainer state, log).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 4000)]
+    pub vocab_size: usize,
+    #[arg(long, default_value_t = 256)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub d_ff: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 4)]
+    pub encoder_layers: usize,
+    /// Decoder layers L (the exits).
+    #[arg(long, default_value_t = 8)]
+    pub decoder_layers: usize,
+    /// Tie the LM head to the embeddings (original T5) instead of T5 v1.1's separate head.
+    #[arg(long)]
+    pub tie_embeddings: bool,
+    /// Skip pairs longer than this many tokens on either side.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens_per_sequence: usize,
+    /// Padded tokens (source + target) per batch.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 500)]
+    pub warmup: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine decay to a tenth).
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: usize,
+    /// Compute threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Stop (with a checkpoint) after this many minutes; rerun the same command to resume.
+    #[arg(long, value_name = "MINUTES")]
+    pub stop_after_minutes: Option<f64>,
+}
+
+pub fn run(args: TrainArgs) -> Result<u8> {
+    set_threads(args.threads);
+    if args.steps == 0 || args.checkpoint_every == 0 || args.batch_tokens == 0 {
+        bail!("--steps, --checkpoint-every and --batch-tokens must be at least 1");
+    }
+    if args.heads == 0 || args.d_model % args.heads != 0 {
+        bail!("--d-model must be a multiple of --heads");
+    }
+    if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
+        bail!("--learning-rate must be a positive number");
+    }
+    let options = TrainOptions {
+        data: args.data,
+        vocab_size: args.vocab_size,
+        d_model: args.d_model,
+        d_ff: args.d_ff,
+        heads: args.heads,
+        encoder_layers: args.encoder_layers,
+        decoder_layers: args.decoder_layers,
+        tie_embeddings: args.tie_embeddings,
+        max_tokens_per_sequence: args.max_tokens_per_sequence,
+        batch_tokens: args.batch_tokens,
+        steps: args.steps,
+        warmup: args.warmup,
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        clip_norm: args.clip_norm,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+    let stop = StopAt {
+        steps: None,
+        seconds: args.stop_after_minutes.map(|m| m * 60.0),
+    };
+    let total_steps = options.steps;
+    let state = train(&options, &args.out, stop)?;
+    println!(
+        "trained to step {} of {total_steps} (epoch {}, {} target tokens, {:.0} s in all); checkpoint in {}",
+        state.step,
+        state.epoch + 1,
+        state.tokens_seen,
+        state.elapsed_seconds,
+        args.out.display()
+    );
+    Ok(0)
+}

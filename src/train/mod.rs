@@ -1,0 +1,422 @@
+//! `calm train`: a T5 v1.1-layout model trained from scratch (or continued) with the CALM loss,
+//! with checkpoints that resume exactly (weights, AdamW moments, data order), a progress bar and
+//! a CSV log of the curves.
+
+pub mod batches;
+pub mod loss;
+pub mod optimizer;
+pub mod tokenizer;
+
+use crate::data::read_examples;
+use crate::model::init::random_weights;
+use crate::model::{T5Config, T5Model};
+use crate::util::atomic::write_files_atomically;
+use anyhow::{bail, Context, Result};
+use batches::{epoch_batches, Pair};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use optimizer::{learning_rate, AdamW, AdamWConfig};
+use serde::{Deserialize, Serialize};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokenizers::Tokenizer;
+
+/// Everything that defines a training run (saved in `trainer_state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub data: Vec<PathBuf>,
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub heads: usize,
+    pub encoder_layers: usize,
+    pub decoder_layers: usize,
+    pub tie_embeddings: bool,
+    /// Pairs whose source or target is longer (in tokens, with `</s>`) are skipped.
+    pub max_tokens_per_sequence: usize,
+    pub batch_tokens: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+}
+
+/// Progress saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub options: TrainOptions,
+    pub step: usize,
+    pub epoch: u64,
+    /// Batches of `epoch` already consumed.
+    pub batch_in_epoch: usize,
+    pub tokens_seen: u64,
+    pub elapsed_seconds: f64,
+}
+
+const STATE_FILE: &str = "trainer_state.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const LOG_FILE: &str = "train_log.csv";
+
+fn model_config(options: &TrainOptions, vocab: usize) -> T5Config {
+    T5Config {
+        vocab_size: vocab,
+        d_model: options.d_model,
+        d_kv: options.d_model / options.heads.max(1),
+        d_ff: options.d_ff,
+        num_layers: options.encoder_layers,
+        num_decoder_layers: Some(options.decoder_layers),
+        num_heads: options.heads,
+        relative_attention_num_buckets: 32,
+        relative_attention_max_distance: 128,
+        layer_norm_epsilon: 1e-6,
+        feed_forward_proj: "gated-gelu".into(),
+        tie_word_embeddings: options.tie_embeddings,
+        scale_decoder_outputs: None,
+        decoder_start_token_id: Some(0),
+        pad_token_id: Some(0),
+        eos_token_id: Some(1),
+        n_positions: Some(512),
+    }
+}
+
+/// Tokenize every example of the training files into pairs within the length limit.
+fn load_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+    let mut pairs = Vec::new();
+    for path in &options.data {
+        for example in read_examples(path)? {
+            let encode = |text: &str| -> Result<Vec<u32>> {
+                Ok(tokenizer
+                    .encode(text, true)
+                    .map_err(|e| {
+                        anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
+                    })?
+                    .get_ids()
+                    .to_vec())
+            };
+            let pair = Pair {
+                source: encode(&example.input)?,
+                target: encode(&example.reference)?,
+            };
+            if pair.source.len() <= options.max_tokens_per_sequence
+                && pair.target.len() <= options.max_tokens_per_sequence
+            {
+                pairs.push(pair);
+            }
+        }
+    }
+    if pairs.is_empty() {
+        bail!("no training pairs within --max-tokens-per-sequence");
+    }
+    Ok(pairs)
+}
+
+/// Padded tensors of one batch: source ids, lengths, decoder inputs, targets and target mask.
+fn batch_tensors(
+    pairs: &[Pair],
+    batch: &[usize],
+    device: &Device,
+) -> Result<(Tensor, Vec<usize>, Tensor, Tensor, Tensor)> {
+    let source_len = batch
+        .iter()
+        .map(|&i| pairs[i].source.len())
+        .max()
+        .unwrap_or(1);
+    let target_len = batch
+        .iter()
+        .map(|&i| pairs[i].target.len())
+        .max()
+        .unwrap_or(1);
+    let (mut source, mut decoder_in, mut target, mut mask) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut lengths = Vec::with_capacity(batch.len());
+    for &i in batch {
+        let pair = &pairs[i];
+        lengths.push(pair.source.len());
+        source.extend(
+            pair.source
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(source_len),
+        );
+        // Decoder input: start token (pad id 0) then the target shifted right.
+        decoder_in.extend(
+            std::iter::once(0)
+                .chain(pair.target.iter().copied())
+                .chain(std::iter::repeat(0))
+                .take(target_len),
+        );
+        target.extend(
+            pair.target
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(target_len),
+        );
+        mask.extend((0..target_len).map(|t| u32::from(t < pair.target.len())));
+    }
+    let b = batch.len();
+    Ok((
+        Tensor::from_vec(source, (b, source_len), device)?,
+        lengths,
+        Tensor::from_vec(decoder_in, (b, target_len), device)?,
+        Tensor::from_vec(target, (b, target_len), device)?,
+        Tensor::from_vec(mask, (b, target_len), device)?,
+    ))
+}
+
+/// A model whose parameters are variables in `varmap`.
+pub fn trainable_model(
+    config: &T5Config,
+    varmap: &VarMap,
+    seed: u64,
+    device: &Device,
+) -> Result<T5Model> {
+    {
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+        for (name, tensor) in random_weights(config, false, seed, device)? {
+            data.insert(name, Var::from_tensor(&tensor)?);
+        }
+    }
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+    Ok(T5Model::load(config, vb)?)
+}
+
+fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
+fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    let dir =
+        std::env::temp_dir().join(format!("calm-st-{}-{}", std::process::id(), tensors.len()));
+    let map: std::collections::HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    candle_core::safetensors::save(&map, &dir)?;
+    let bytes = std::fs::read(&dir)?;
+    let _ = std::fs::remove_file(&dir);
+    Ok(bytes)
+}
+
+/// Write the HF checkpoint (config, tokenizer, weights), the optimizer moments and the state.
+pub fn save_checkpoint(
+    dir: &Path,
+    config: &T5Config,
+    tokenizer: &Tokenizer,
+    varmap: &VarMap,
+    optimizer: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    let weights: Vec<(String, Tensor)> = named_vars(varmap)?
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect();
+    let moments: Vec<(String, Tensor)> = optimizer.state().into_iter().collect();
+    let tokenizer_json = tokenizer
+        .to_string(true)
+        .map_err(|e| anyhow::anyhow!("cannot serialize tokenizer: {e}"))?;
+    write_files_atomically(
+        dir,
+        &[
+            ("config.json", config.to_hf_json()?.into_bytes()),
+            ("tokenizer.json", tokenizer_json.into_bytes()),
+            ("model.safetensors", safetensors_bytes(&weights)?),
+            (OPTIMIZER_FILE, safetensors_bytes(&moments)?),
+            (
+                STATE_FILE,
+                (serde_json::to_string_pretty(state)? + "\n").into_bytes(),
+            ),
+        ],
+    )?;
+    Ok(())
+}
+
+/// When to stop before `steps` (a checkpoint is written at the stop); not part of the run's
+/// identity, so a stopped run resumes with the same options.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StopAt {
+    pub steps: Option<usize>,
+    /// Wall-clock seconds of this invocation.
+    pub seconds: Option<f64>,
+}
+
+/// Train (or resume when `out` holds a trainer state), checkpointing into `out`.
+pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<TrainerState> {
+    let device = Device::Cpu;
+    let state_path = out.join(STATE_FILE);
+    let resumed: Option<TrainerState> = if state_path.is_file() {
+        let text = std::fs::read_to_string(&state_path)?;
+        let state: TrainerState = serde_json::from_str(&text)
+            .with_context(|| format!("{}: unreadable trainer state", state_path.display()))?;
+        if &state.options != options {
+            bail!(
+                "{} belongs to a run with different options; use another --out or the same options to resume",
+                state_path.display()
+            );
+        }
+        Some(state)
+    } else {
+        None
+    };
+
+    // Tokenizer: trained once per run, reused on resume.
+    let tokenizer = match &resumed {
+        Some(_) => Tokenizer::from_file(out.join("tokenizer.json"))
+            .map_err(|e| anyhow::anyhow!("cannot load the run's tokenizer: {e}"))?,
+        None => {
+            let mut texts = Vec::new();
+            for path in &options.data {
+                for example in read_examples(path)? {
+                    texts.push(example.input);
+                    texts.push(example.reference);
+                }
+            }
+            tokenizer::train_tokenizer(&texts, options.vocab_size)?
+        }
+    };
+    let vocab = tokenizer.get_vocab_size(true);
+    let config = model_config(options, vocab);
+    config.validate()?;
+    let pairs = load_pairs(options, &tokenizer)?;
+
+    let mut varmap = VarMap::new();
+    let model = trainable_model(&config, &varmap, options.seed, &device)?;
+    let mut optimizer = AdamW::new(
+        named_vars(&varmap)?,
+        AdamWConfig {
+            weight_decay: options.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let mut state = match resumed {
+        Some(state) => {
+            varmap.load(out.join("model.safetensors"))?;
+            let moments = candle_core::safetensors::load(out.join(OPTIMIZER_FILE), &device)?;
+            optimizer.restore(&moments, state.step);
+            state
+        }
+        None => TrainerState {
+            options: options.clone(),
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            tokens_seen: 0,
+            elapsed_seconds: 0.0,
+        },
+    };
+
+    std::fs::create_dir_all(out)?;
+    let log_path = out.join(LOG_FILE);
+    let new_log = !log_path.exists();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    if new_log {
+        let layers: Vec<String> = (1..=options.decoder_layers)
+            .map(|i| format!("nll_layer{i}"))
+            .collect();
+        writeln!(
+            log,
+            "step,epoch,learning_rate,loss,{},grad_norm,tokens_seen,elapsed_s",
+            layers.join(",")
+        )?;
+    }
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(options.steps as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps {elapsed_precise} eta {eta} {msg}",
+        )?);
+        bar.set_position(state.step as u64);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut batches = epoch_batches(&pairs, options.batch_tokens, options.seed, state.epoch);
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_seconds;
+    while state.step < options.steps {
+        if state.batch_in_epoch >= batches.len() {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+            batches = epoch_batches(&pairs, options.batch_tokens, options.seed, state.epoch);
+        }
+        let batch = &batches[state.batch_in_epoch];
+        let (source, lengths, decoder_in, target, mask) = batch_tensors(&pairs, batch, &device)?;
+        let logits = model.forward_all_exits(&source, &lengths, &decoder_in)?;
+        let (loss, per_layer) = loss::calm_loss(&logits, &target, &mask)?;
+        let grads = loss.backward()?;
+        let norm = optimizer.gradient_norm(&grads)?;
+        let scale = if norm > options.clip_norm {
+            options.clip_norm / norm
+        } else {
+            1.0
+        };
+        let lr = learning_rate(
+            state.step,
+            options.learning_rate,
+            options.warmup,
+            options.steps,
+        );
+        optimizer.update(&grads, lr, scale)?;
+        state.step += 1;
+        state.batch_in_epoch += 1;
+        state.tokens_seen += mask.sum_all()?.to_scalar::<u32>()? as u64;
+        state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+
+        let loss_value = loss.to_scalar::<f32>()?;
+        if !loss_value.is_finite() {
+            bail!(
+                "loss became {loss_value} at step {}; lower --learning-rate",
+                state.step
+            );
+        }
+        let nll: Vec<f32> = per_layer
+            .iter()
+            .map(|t| t.to_scalar::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let nll_text: Vec<String> = nll.iter().map(|v| format!("{v:.4}")).collect();
+        writeln!(
+            log,
+            "{},{},{lr:.3e},{loss_value:.5},{},{norm:.4},{},{:.1}",
+            state.step,
+            state.epoch,
+            nll_text.join(","),
+            state.tokens_seen,
+            state.elapsed_seconds
+        )?;
+        progress.set_position(state.step as u64);
+        progress.set_message(format!(
+            "loss {loss_value:.3} | layer 1 {:.2} … layer {} {:.2}",
+            nll[0],
+            nll.len(),
+            nll[nll.len() - 1]
+        ));
+        let stopping = stop.steps.is_some_and(|s| state.step >= s)
+            || stop
+                .seconds
+                .is_some_and(|s| started.elapsed().as_secs_f64() >= s);
+        if state.step % options.checkpoint_every == 0 || state.step == options.steps || stopping {
+            log.flush()?;
+            save_checkpoint(out, &config, &tokenizer, &varmap, &optimizer, &state)?;
+        }
+        if stopping {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    Ok(state)
+}

@@ -5,6 +5,7 @@
 pub mod calibrate;
 pub mod cli;
 pub mod data;
+pub mod metrics;
 pub mod model;
 pub mod record;
 pub mod train;

@@ -221,3 +221,42 @@ fn an_interrupted_run_resumes_exactly() {
     other.learning_rate = 1e-2;
     assert!(train(&other, &resumed, StopAt::default()).is_err());
 }
+
+#[test]
+fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
+    use calm::train::classifier::{train_classifier, ClassifierOptions};
+    let dir = scratch("classifier");
+    let data = tiny_dataset(&dir);
+    let run = dir.join("model");
+    train(&options(data.clone(), 6), &run, StopAt::default()).unwrap();
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let report = train_classifier(
+        &run,
+        &ClassifierOptions {
+            data: vec![data.clone()],
+            eval: vec![data],
+            steps: 20,
+            batch_tokens: 256,
+            learning_rate: 1e-2,
+            max_tokens_per_sequence: 32,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(report.len(), 2);
+    for row in &report {
+        assert!((0.0..=1.0).contains(&row.consistent_share));
+        assert!((0.0..=1.0).contains(&row.f1_exit) && (0.0..=1.0).contains(&row.f1_dont_exit));
+    }
+    let checkpoint = Checkpoint::load(&run).unwrap();
+    assert!(checkpoint.model.has_exit_classifier());
+    // Every other tensor is unchanged.
+    let old = candle_core::safetensors::load_buffer(&before, &Device::Cpu).unwrap();
+    let new = candle_core::safetensors::load(run.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(new.len(), old.len() + 2);
+    for (name, tensor) in &old {
+        let a: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = new[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b, "{name} changed");
+    }
+}

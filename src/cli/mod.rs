@@ -6,6 +6,7 @@ mod calibrate;
 mod generate;
 mod simulate;
 mod train;
+mod train_classifier;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ pub enum Command {
     SimulateRecords(simulate::SimulateArgs),
     /// Train a CALM model (tokenizer, weighted per-layer loss) into a checkpoint directory.
     Train(train::TrainArgs),
+    /// Train the early-exit classifier on a frozen checkpoint.
+    TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Benchmarks; results are printed (and written with --out) for reports/.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::SimulateRecords(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
+        Command::TrainClassifier(args) => train_classifier::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

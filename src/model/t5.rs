@@ -132,9 +132,9 @@ impl T5Model {
         self.head_logits(h)?.squeeze(1)
     }
 
-    /// Teacher-forced forward: the exit-head logits [B, T, V] of every decoder layer, for
+    /// Teacher-forced forward: the raw output states [B, T, D] of every decoder layer, for
     /// right-padded inputs `input_ids` [B, S] (real lengths `lengths`) and `decoder_ids` [B, T].
-    pub fn forward_all_exits(
+    pub fn forward_states(
         &self,
         input_ids: &Tensor,
         lengths: &[usize],
@@ -146,13 +146,31 @@ impl T5Model {
         let mask = super::layers::padding_mask(lengths, source_len, &self.device)?;
         let bias = self.decoder.causal_bias(target_len, &self.device)?;
         let mut x = candle_nn::Module::forward(&self.embedding, decoder_ids)?;
-        let mut logits = Vec::with_capacity(self.decoder.blocks.len());
+        let mut states = Vec::with_capacity(self.decoder.blocks.len());
         for block in &self.decoder.blocks {
             let (k, v) = block.cross_key_value(&encoded)?;
             x = block.forward_sequence(&x, &bias, (&k, &v), &mask)?;
-            logits.push(self.head_logits(&x)?);
+            states.push(x.clone());
         }
-        Ok(logits)
+        Ok(states)
+    }
+
+    /// Teacher-forced forward: the exit-head logits [B, T, V] of every decoder layer.
+    pub fn forward_all_exits(
+        &self,
+        input_ids: &Tensor,
+        lengths: &[usize],
+        decoder_ids: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        self.forward_states(input_ids, lengths, decoder_ids)?
+            .iter()
+            .map(|h| self.head_logits(h))
+            .collect()
+    }
+
+    /// The early-exit classifier's (weight, bias), when present.
+    pub fn exit_classifier(&self) -> Option<&(Tensor, Tensor)> {
+        self.exit_classifier.as_ref()
     }
 
     /// Early-exit classifier confidence sigmoid(w·h + b) [A] on raw states `h` [A, 1, D].

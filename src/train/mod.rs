@@ -3,6 +3,7 @@
 //! a CSV log of the curves.
 
 pub mod batches;
+pub mod classifier;
 pub mod loss;
 pub mod optimizer;
 pub mod tokenizer;
@@ -84,10 +85,10 @@ fn model_config(options: &TrainOptions, vocab: usize) -> T5Config {
     }
 }
 
-/// Tokenize every example of the training files into pairs within the length limit.
-fn load_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+/// Tokenize every example of the files into pairs of at most `max_tokens` tokens a side.
+pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
     let mut pairs = Vec::new();
-    for path in &options.data {
+    for path in data {
         for example in read_examples(path)? {
             let encode = |text: &str| -> Result<Vec<u32>> {
                 Ok(tokenizer
@@ -102,21 +103,19 @@ fn load_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>
                 source: encode(&example.input)?,
                 target: encode(&example.reference)?,
             };
-            if pair.source.len() <= options.max_tokens_per_sequence
-                && pair.target.len() <= options.max_tokens_per_sequence
-            {
+            if pair.source.len() <= max_tokens && pair.target.len() <= max_tokens {
                 pairs.push(pair);
             }
         }
     }
     if pairs.is_empty() {
-        bail!("no training pairs within --max-tokens-per-sequence");
+        bail!("no pairs within {max_tokens} tokens a side");
     }
     Ok(pairs)
 }
 
 /// Padded tensors of one batch: source ids, lengths, decoder inputs, targets and target mask.
-fn batch_tensors(
+pub fn batch_tensors(
     pairs: &[Pair],
     batch: &[usize],
     device: &Device,
@@ -289,7 +288,7 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
     let vocab = tokenizer.get_vocab_size(true);
     let config = model_config(options, vocab);
     config.validate()?;
-    let pairs = load_pairs(options, &tokenizer)?;
+    let pairs = load_pairs(&options.data, options.max_tokens_per_sequence, &tokenizer)?;
 
     let mut varmap = VarMap::new();
     let model = trainable_model(&config, &varmap, options.seed, &device)?;

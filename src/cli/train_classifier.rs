@@ -1,0 +1,76 @@
+//! `calm train-classifier`: the early-exit classifier on a frozen checkpoint.
+
+use super::generate::set_threads;
+use crate::train::classifier::{train_classifier, ClassifierOptions};
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  calm train-classifier --model runs/bible-model --data datasets/bible/train.jsonl.gz --eval datasets/bible/test.jsonl.gz"
+)]
+pub struct TrainClassifierArgs {
+    /// Checkpoint directory; its model.safetensors gains calm.exit_classifier.{weight,bias}.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Training examples (JSONL or JSONL.gz).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// Held-out examples for the per-layer F1 report.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub eval: Vec<PathBuf>,
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    #[arg(long, default_value_t = 1e-2)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens_per_sequence: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the per-layer F1 as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+pub fn run(args: TrainClassifierArgs) -> Result<u8> {
+    set_threads(args.threads);
+    if args.steps == 0 || args.batch_tokens == 0 {
+        bail!("--steps and --batch-tokens must be at least 1");
+    }
+    let options = ClassifierOptions {
+        data: args.data,
+        eval: args.eval,
+        steps: args.steps,
+        batch_tokens: args.batch_tokens,
+        learning_rate: args.learning_rate,
+        max_tokens_per_sequence: args.max_tokens_per_sequence,
+        seed: args.seed,
+    };
+    let report = train_classifier(&args.model, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!(
+        "wrote the exit classifier into {}/model.safetensors",
+        args.model.display()
+    );
+    if !report.is_empty() {
+        println!("layer  consistent  F1(exit)  F1(don't exit)");
+        for row in &report {
+            println!(
+                "{:>5}  {:>9.1}%  {:>8.3}  {:>14.3}",
+                row.layer,
+                row.consistent_share * 100.0,
+                row.f1_exit,
+                row.f1_dont_exit
+            );
+        }
+    }
+    Ok(0)
+}

@@ -159,6 +159,18 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
     for j in 1..depth {
         policies.push((format!("fixed@{j}"), j, ExitPolicy::Fixed(j)));
     }
+    for j in 2..depth {
+        policies.push((
+            format!("state@{j}"),
+            j,
+            ExitPolicy::Threshold {
+                measure: Measure::State,
+                lambda: 0.0,
+                tau: 0.0,
+                min_exit: j,
+            },
+        ));
+    }
     if model.has_exit_classifier() {
         for j in 1..depth {
             policies.push((

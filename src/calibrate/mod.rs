@@ -49,8 +49,8 @@ impl CalibrationOptions {
     }
 }
 
-/// The test result for one candidate configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// The test result for one candidate configuration (a row of `thresholds.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CandidateResult {
     pub measure: String,
     pub tau: f64,

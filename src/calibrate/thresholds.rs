@@ -1,7 +1,7 @@
 //! The calibration output: `thresholds.json` (schema `calm.thresholds`, versioned) and
 //! `candidates.csv`, written together and atomically.
 
-use super::{Calibration, Selection};
+use super::{Calibration, CandidateResult, Selection};
 use crate::record::SourceFile;
 use crate::util::atomic::write_files_atomically;
 use anyhow::Result;
@@ -21,7 +21,7 @@ pub struct ThresholdsFile {
     pub inputs: Inputs,
     pub selected: Selected,
     pub summary: Summary,
-    pub candidates: Vec<CandidateRow>,
+    pub candidates: Vec<CandidateResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,19 +57,6 @@ pub struct Summary {
     pub chains: usize,
     pub certified: usize,
     pub level: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CandidateRow {
-    pub measure: String,
-    pub tau: f64,
-    pub lambda: f64,
-    pub n: u64,
-    pub risk: f64,
-    pub p_value: f64,
-    pub tested: bool,
-    pub certified: bool,
-    pub mean_layers: f64,
 }
 
 impl ThresholdsFile {
@@ -133,21 +120,7 @@ impl ThresholdsFile {
                 certified: calibration.certified_count(),
                 level: calibration.level,
             },
-            candidates: calibration
-                .candidates
-                .iter()
-                .map(|c| CandidateRow {
-                    measure: c.measure.clone(),
-                    tau: c.tau,
-                    lambda: c.lambda,
-                    n: c.n,
-                    risk: c.risk,
-                    p_value: c.p_value,
-                    tested: c.tested,
-                    certified: c.certified,
-                    mean_layers: c.mean_layers,
-                })
-                .collect(),
+            candidates: calibration.candidates.clone(),
         }
     }
 

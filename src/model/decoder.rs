@@ -73,15 +73,25 @@ impl DecoderBlock {
             None => (k_new.clone(), v_new.clone()),
         };
         let x = (x + self.self_attention.attend(&q, &k, &v, Some(self_bias))?)?;
-        let h = self.cross_norm.forward(&x)?;
-        let q = self.cross_attention.project_query(&h)?;
-        let x = (&x
-            + self
-                .cross_attention
-                .attend(&q, cross.0, cross.1, Some(cross_mask))?)?;
-        let h = self.feed_forward_norm.forward(&x)?;
-        let x = (&x + self.feed_forward.forward(&h)?)?;
+        let x = self.cross_and_feed_forward(&x, cross, cross_mask)?;
         Ok((x, k_new, v_new))
+    }
+
+    /// The block after self-attention: cross-attention over the encoder, then the feed-forward
+    /// network, each with its pre-norm and residual.
+    fn cross_and_feed_forward(
+        &self,
+        x: &Tensor,
+        cross: (&Tensor, &Tensor),
+        cross_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let h = self.cross_norm.forward(x)?;
+        let q = self.cross_attention.project_query(&h)?;
+        let x = (x + self
+            .cross_attention
+            .attend(&q, cross.0, cross.1, Some(cross_mask))?)?;
+        let h = self.feed_forward_norm.forward(&x)?;
+        &x + self.feed_forward.forward(&h)?
     }
 
     /// Teacher-forced forward of whole sequences `x` [B, T, D] with a causal `self_bias`
@@ -97,14 +107,7 @@ impl DecoderBlock {
         let q = self.self_attention.project_query(&h)?;
         let (k, v) = self.self_attention.project_key_value(&h)?;
         let x = (x + self.self_attention.attend(&q, &k, &v, Some(self_bias))?)?;
-        let h = self.cross_norm.forward(&x)?;
-        let q = self.cross_attention.project_query(&h)?;
-        let x = (&x
-            + self
-                .cross_attention
-                .attend(&q, cross.0, cross.1, Some(cross_mask))?)?;
-        let h = self.feed_forward_norm.forward(&x)?;
-        &x + self.feed_forward.forward(&h)?
+        self.cross_and_feed_forward(&x, cross, cross_mask)
     }
 
     /// CALM state propagation for a skipped block: its own layer norm and K/V projections applied

@@ -76,6 +76,15 @@ struct LayerCache {
     values: Option<Tensor>,
 }
 
+/// Append one position [B, H, 1, d] to a cache [B, H, t, d].
+fn append_position(cache: &mut Option<Tensor>, new: Tensor) -> Result<()> {
+    *cache = Some(match cache.take() {
+        Some(past) => Tensor::cat(&[&past, &new], 2)?,
+        None => new,
+    });
+    Ok(())
+}
+
 fn index_tensor(rows: &[usize], device: &candle_core::Device) -> Result<Tensor> {
     let rows: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
     Ok(Tensor::from_vec(rows.clone(), rows.len(), device)?)
@@ -379,14 +388,8 @@ impl<'a> DecoderRun<'a> {
                 &inactive,
             )?;
             let cache = &mut self.caches[layer - 1];
-            cache.keys = Some(match &cache.keys {
-                Some(k) => Tensor::cat(&[k, &new_k], 2)?,
-                None => new_k,
-            });
-            cache.values = Some(match &cache.values {
-                Some(v) => Tensor::cat(&[v, &new_v], 2)?,
-                None => new_v,
-            });
+            append_position(&mut cache.keys, new_k)?;
+            append_position(&mut cache.values, new_v)?;
             state = merge(
                 active_out.as_ref(),
                 &active,

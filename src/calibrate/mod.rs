@@ -99,19 +99,42 @@ impl Calibration {
     }
 }
 
+/// The p-value of one candidate from its losses in example-id order (the order of
+/// [`LossTable::examples`]); order-dependent p-values (WSR) visit them in a `seed`ed permutation.
+pub fn candidate_p_value(losses: &[f64], options: &CalibrationOptions) -> f64 {
+    let summary = LossStats::from_losses(losses);
+    match options.pvalue {
+        PValueMethod::Hb => pvalues::hoeffding_bentkus_p_value(
+            summary.n,
+            summary.risk,
+            summary.bentkus_count,
+            options.delta,
+        ),
+        PValueMethod::Hoeffding => {
+            pvalues::hoeffding_p_value(summary.n, summary.risk, options.delta)
+        }
+        PValueMethod::Bentkus => {
+            pvalues::bentkus_p_value(summary.n, summary.bentkus_count, options.delta)
+        }
+        PValueMethod::Binomial => {
+            pvalues::binomial_p_value(summary.n, summary.bentkus_count, options.delta)
+        }
+        PValueMethod::Wsr => {
+            let mut order: Vec<usize> = (0..losses.len()).collect();
+            Rng::new(options.seed).shuffle(&mut order);
+            let ordered: Vec<f64> = order.iter().map(|&i| losses[i]).collect();
+            pvalues::wsr_p_value(&ordered, options.delta, options.epsilon)
+        }
+    }
+}
+
 /// Compute every candidate's p-value, run the FWER procedure and select a configuration.
 pub fn calibrate(table: &LossTable, options: &CalibrationOptions) -> Result<Calibration> {
     options.validate()?;
     let n = table.examples.len() as u64;
-    let wsr_order = (options.pvalue == PValueMethod::Wsr).then(|| {
-        let mut order: Vec<usize> = (0..table.examples.len()).collect();
-        Rng::new(options.seed).shuffle(&mut order);
-        order
-    });
     let mut p_values = Vec::with_capacity(table.candidates.len());
     let mut stats = Vec::with_capacity(table.candidates.len());
     for candidate in &table.candidates {
-        let summary = LossStats::from_losses(&candidate.losses);
         if options.pvalue == PValueMethod::Binomial {
             if let Some(slot) = candidate.losses.iter().position(|&l| l != 0.0 && l != 1.0) {
                 bail!(
@@ -124,30 +147,8 @@ pub fn calibrate(table: &LossTable, options: &CalibrationOptions) -> Result<Cali
                 );
             }
         }
-        let p = match options.pvalue {
-            PValueMethod::Hb => pvalues::hoeffding_bentkus_p_value(
-                summary.n,
-                summary.risk,
-                summary.bentkus_count,
-                options.delta,
-            ),
-            PValueMethod::Hoeffding => {
-                pvalues::hoeffding_p_value(summary.n, summary.risk, options.delta)
-            }
-            PValueMethod::Bentkus => {
-                pvalues::bentkus_p_value(summary.n, summary.bentkus_count, options.delta)
-            }
-            PValueMethod::Binomial => {
-                pvalues::binomial_p_value(summary.n, summary.bentkus_count, options.delta)
-            }
-            PValueMethod::Wsr => {
-                let order = wsr_order.as_deref().unwrap_or(&[]);
-                let ordered: Vec<f64> = order.iter().map(|&i| candidate.losses[i]).collect();
-                pvalues::wsr_p_value(&ordered, options.delta, options.epsilon)
-            }
-        };
-        p_values.push(p);
-        stats.push(summary);
+        p_values.push(candidate_p_value(&candidate.losses, options));
+        stats.push(LossStats::from_losses(&candidate.losses));
     }
 
     let chains = table.chains();

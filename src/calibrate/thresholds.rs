@@ -21,6 +21,9 @@ pub struct ThresholdsFile {
     pub inputs: Inputs,
     pub selected: Selected,
     pub summary: Summary,
+    /// How the records were made, when calm ran the model itself (`calibrate --model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<serde_json::Value>,
     pub candidates: Vec<CandidateResult>,
 }
 
@@ -120,6 +123,7 @@ impl ThresholdsFile {
                 certified: calibration.certified_count(),
                 level: calibration.level,
             },
+            run: None,
             candidates: calibration.candidates.clone(),
         }
     }
@@ -153,13 +157,17 @@ impl ThresholdsFile {
 
     /// Write `thresholds.json` and `candidates.csv` into `dir`, both or neither.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        write_files_atomically(
-            dir,
-            &[
-                ("thresholds.json", self.to_json().into_bytes()),
-                ("candidates.csv", self.candidates_csv().into_bytes()),
-            ],
-        )
+        self.write_with(dir, Vec::new())
+    }
+
+    /// Write `thresholds.json`, `candidates.csv` and `more` files into `dir`, all or none.
+    pub fn write_with(&self, dir: &Path, more: Vec<(&str, Vec<u8>)>) -> Result<Vec<PathBuf>> {
+        let mut files = vec![
+            ("thresholds.json", self.to_json().into_bytes()),
+            ("candidates.csv", self.candidates_csv().into_bytes()),
+        ];
+        files.extend(more);
+        write_files_atomically(dir, &files)
     }
 }
 

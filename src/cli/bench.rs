@@ -87,7 +87,7 @@ fn bench_calibrate(args: BenchCalibrateArgs) -> Result<u8> {
     std::fs::create_dir_all(&dir)?;
     let result = (|| -> Result<BenchResult> {
         let file = dir.join(format!("records.{}", args.format));
-        write_records(&records, &file)?;
+        write_records(&records, &file, &[])?;
         let file_bytes = std::fs::metadata(&file)?.len();
         let options = CalibrationOptions {
             delta: 0.1,

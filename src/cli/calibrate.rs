@@ -15,8 +15,13 @@ Example:\n  calm calibrate --records datasets/example/records.parquet --delta 0.
 )]
 pub struct CalibrateArgs {
     /// Records files (CSV or Parquet; shards are combined). See docs/records.md.
-    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    #[arg(long, num_args = 1.., value_name = "FILE", required_unless_present = "model", conflicts_with_all = ["model", "data"])]
     pub records: Vec<PathBuf>,
+    /// Run this checkpoint over --data to make the records (instead of --records).
+    #[arg(long, value_name = "DIR", requires = "data")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub sweep: super::calibrate_model::SweepArgs,
     /// Risk bound δ: the largest tolerated expected loss, in (0, 1).
     #[arg(long, value_name = "D")]
     pub delta: f64,
@@ -52,11 +57,21 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
         seed: args.seed,
     };
     options.validate()?;
-    let records = read_records(&args.records)?;
-    let table = LossTable::from_records(&records)?;
-    let calibration = calibrate(&table, &options)?;
-    let output = ThresholdsFile::new(&calibration, &records.sources);
-    let written = output.write(&args.out)?;
+    let (output, written, records) = match &args.model {
+        Some(model) => {
+            super::calibrate_model::calibrate_model(model, &args.sweep, &options, &args.out)?
+        }
+        None => {
+            let records = read_records(&args.records)?;
+            let table = LossTable::from_records(&records)?;
+            let calibration = calibrate(&table, &options)?;
+            let output = ThresholdsFile::new(&calibration, &records.sources);
+            let written = output.write(&args.out)?;
+            (output, written, records)
+        }
+    };
+    let calibration_n = output.inputs.n;
+    let num_layers = output.inputs.num_layers;
 
     if args.json {
         print!("{}", output.to_json());
@@ -64,26 +79,26 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
         let measures = records.measures.len();
         println!(
             "calibrated {} examples x {} candidates ({} chains, {} measure{}) from {} file{}",
-            calibration.n,
-            calibration.candidates.len(),
-            calibration.chains,
+            calibration_n,
+            output.summary.candidates,
+            output.summary.chains,
             measures,
             if measures == 1 { "" } else { "s" },
-            records.sources.len(),
-            if records.sources.len() == 1 { "" } else { "s" },
+            records.sources.len().max(1),
+            if records.sources.len() <= 1 { "" } else { "s" },
         );
         println!(
             "p-value {}, {} at level {:.3e}: {} certified",
             options.pvalue.name(),
             options.procedure.name(),
-            calibration.level,
-            calibration.certified_count()
+            output.summary.level,
+            output.summary.certified
         );
         let selected = &output.selected;
         match (&selected.measure, selected.tau, selected.lambda, selected.p_value) {
             (Some(measure), Some(tau), Some(lambda), Some(p)) if !selected.never_exit => println!(
                 "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer)",
-                selected.risk, selected.mean_layers, calibration.num_layers, selected.layer_speedup
+                selected.risk, selected.mean_layers, num_layers, selected.layer_speedup
             ),
             _ => println!("selected: never exit (full model). {}", selected.reason),
         }

@@ -3,7 +3,9 @@
 mod bench;
 mod bench_decode;
 mod calibrate;
+mod calibrate_model;
 mod generate;
+mod score;
 mod simulate;
 mod train;
 mod train_classifier;
@@ -37,6 +39,8 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Generate text with the model, with or without early exit.
     Generate(generate::GenerateArgs),
+    /// Score (prediction, reference) pairs with ROUGE, BLEU, chrF, token F1 or exact match.
+    Score(score::ScoreArgs),
     /// Write synthetic records (no model involved) to try the calibrator or test a pipeline.
     SimulateRecords(simulate::SimulateArgs),
     /// Train a CALM model (tokenizer, weighted per-layer loss) into a checkpoint directory.
@@ -58,6 +62,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Score(args) => score::run(args),
         Command::SimulateRecords(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),

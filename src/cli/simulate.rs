@@ -30,7 +30,7 @@ pub fn run(args: SimulateArgs) -> Result<u8> {
     let mut spec = SimulationSpec::grid(args.examples, args.lambdas, args.seed);
     spec.binary_loss = !args.fractional;
     let records = simulate_records(&spec);
-    write_records(&records, &args.out)?;
+    write_records(&records, &args.out, &[])?;
     println!(
         "wrote {} synthetic records ({} examples) to {}",
         records.rows.len(),

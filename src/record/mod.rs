@@ -3,11 +3,12 @@
 
 mod read;
 mod simulate;
+pub mod sweep;
 mod write;
 
 pub use read::read_records;
 pub use simulate::{simulate_records, SimulationSpec};
-pub use write::write_records;
+pub use write::{records_bytes, write_records};
 
 use std::path::PathBuf;
 

@@ -9,8 +9,19 @@ use polars::prelude::{
 use std::path::Path;
 
 /// Write `records` to `path` (`.parquet` or `.csv`) with the canonical column order plus
-/// `records_version`. The file appears only once it is complete.
-pub fn write_records(records: &Records, path: &Path) -> Result<()> {
+/// `records_version`, then any `extra` text columns (one value per row, e.g. the early and full
+/// outputs; readers ignore them). The file appears only once it is complete.
+pub fn write_records(records: &Records, path: &Path, extra: &[(&str, &[String])]) -> Result<()> {
+    let bytes = records_bytes(records, path, extra)?;
+    write_file_atomically(path, &bytes)
+}
+
+/// The bytes of a records file in the format `path`'s extension names (see [`write_records`]).
+pub fn records_bytes(
+    records: &Records,
+    path: &Path,
+    extra: &[(&str, &[String])],
+) -> Result<Vec<u8>> {
     let rows = &records.rows;
     let column = |name: &str, values: Series| values.with_name(name.into()).into_column();
     let columns = vec![
@@ -64,6 +75,17 @@ pub fn write_records(records: &Records, path: &Path) -> Result<()> {
             Series::new("".into(), vec![RECORDS_VERSION; rows.len()]),
         ),
     ];
+    let mut columns = columns;
+    for (name, values) in extra {
+        if values.len() != rows.len() {
+            bail!(
+                "column {name} has {} values for {} rows",
+                values.len(),
+                rows.len()
+            );
+        }
+        columns.push(column(name, Series::new("".into(), values.to_vec())));
+    }
     let mut frame = DataFrame::new(rows.len(), columns)?;
     let mut bytes: Vec<u8> = Vec::new();
     let name = path.to_string_lossy().to_ascii_lowercase();
@@ -82,5 +104,5 @@ pub fn write_records(records: &Records, path: &Path) -> Result<()> {
             path.display()
         );
     }
-    write_file_atomically(path, &bytes)
+    Ok(bytes)
 }

@@ -1,0 +1,226 @@
+//! `calm calibrate --model DIR --data FILE`: run the model over calibration data for a grid of
+//! (measure, τ, λ), record consistency losses, and certify thresholds from them.
+
+use crate::calibrate::thresholds::ThresholdsFile;
+use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
+use crate::data::read_examples;
+use crate::metrics::Metric;
+use crate::model::{Checkpoint, Measure};
+use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
+use crate::record::{records_bytes, Records, SourceFile};
+use crate::util::sha256_file;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Options of the model sweep (used with --model).
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Labelled examples (JSONL or JSONL.gz with input, reference, id, task).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Only examples of this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Confidence measures to sweep (classifier needs a trained exit classifier).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "softmax-diff,state"
+    )]
+    pub measures: Vec<Measure>,
+    /// Temperatures τ of the decaying threshold.
+    #[arg(long, value_delimiter = ',', default_value = "0,4")]
+    pub taus: Vec<f64>,
+    /// Thresholds λ, tested from the largest down [default: 1.00, 0.95, …, 0.05].
+    #[arg(long, value_delimiter = ',')]
+    pub lambdas: Vec<f64>,
+    /// Textual consistency (early vs full output) or risk consistency (against the reference).
+    #[arg(long, value_enum, default_value_t = Consistency::Textual)]
+    pub consistency: Consistency,
+    /// Metric of the consistency loss: rouge-l, bleu, chrf, token-f1, exact (and the others of `calm score`).
+    #[arg(long, default_value = "rouge-l")]
+    pub metric: String,
+    /// Use at most this many examples (the first ones of the file).
+    #[arg(long)]
+    pub max_examples: Option<usize>,
+    /// Parallel decoders (one core each).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Maximum output length N.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+}
+
+/// A metric by name (`rouge-l`, `bleu`, `chrf`, `token-f1`, `exact`, … — see [`Metric::from_name`]).
+pub fn parse_metric(name: &str) -> Result<Metric> {
+    Metric::from_name(name).with_context(|| {
+        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown metric {name:?} (known: {})", known.join(", "))
+    })
+}
+
+fn default_lambdas() -> Vec<f64> {
+    (0..20).map(|i| ((100 - 5 * i) as f64) / 100.0).collect()
+}
+
+pub fn calibrate_model(
+    model_dir: &Path,
+    args: &SweepArgs,
+    options: &CalibrationOptions,
+    out: &Path,
+) -> Result<(ThresholdsFile, Vec<PathBuf>, Records)> {
+    let data = args.data.as_ref().context("--model needs --data")?;
+    // One compute thread per decoder; the parallelism is --jobs decoders.
+    super::generate::set_threads(1);
+    let metric = parse_metric(&args.metric)?;
+    let lambdas = if args.lambdas.is_empty() {
+        default_lambdas()
+    } else {
+        args.lambdas.clone()
+    };
+    if lambdas.iter().any(|l| !(0.0..=1.0).contains(l)) || lambdas.windows(2).any(|w| w[0] <= w[1])
+    {
+        bail!("--lambdas must lie in [0, 1] and be strictly descending (they are tested in that order)");
+    }
+    if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+        bail!("--taus must be finite numbers ≥ 0");
+    }
+    if args.measures.is_empty() || args.jobs == 0 || args.max_new_tokens == 0 {
+        bail!("--measures, --jobs and --max-new-tokens must not be empty or zero");
+    }
+    let checkpoint = Checkpoint::load(model_dir)?;
+    if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
+        bail!("--measures classifier needs a checkpoint with an exit classifier (calm train-classifier)");
+    }
+    let mut examples = read_examples(data)?;
+    if let Some(task) = &args.task {
+        let known: std::collections::BTreeSet<String> =
+            examples.iter().map(|e| e.task.clone()).collect();
+        examples.retain(|e| &e.task == task);
+        if examples.is_empty() {
+            bail!(
+                "{}: no examples of task {task:?} (tasks there: {known:?})",
+                data.display()
+            );
+        }
+    }
+    if let Some(max) = args.max_examples {
+        examples.truncate(max);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut sweep_examples = Vec::with_capacity(examples.len());
+    for example in &examples {
+        if !seen.insert(example.id.clone()) {
+            bail!("{}: duplicate example id {:?}", data.display(), example.id);
+        }
+        let input_ids = checkpoint
+            .encode(&example.input)
+            .with_context(|| format!("{}: example {:?}", data.display(), example.id))?;
+        sweep_examples.push(SweepExample {
+            id: example.id.clone(),
+            input_ids,
+            reference: example.reference.clone(),
+        });
+    }
+
+    // Fixed-sequence testing stops a chain at its first non-rejection: stop sweeping it there.
+    let chains = args.measures.len() * args.taus.len();
+    let level = options.epsilon / chains as f64;
+    let mut id_order: Vec<usize> = (0..sweep_examples.len()).collect();
+    id_order.sort_by(|&a, &b| sweep_examples[a].id.cmp(&sweep_examples[b].id));
+    let fixed_sequence = options.procedure == Procedure::FixedSequence;
+    let mut keep_going = |losses: &[f64]| -> bool {
+        if !fixed_sequence {
+            return true;
+        }
+        let ordered: Vec<f64> = id_order.iter().map(|&i| losses[i]).collect();
+        candidate_p_value(&ordered, options) <= level
+    };
+    let grid = chains * lambdas.len();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(grid as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} configurations (at most) {elapsed_precise} {msg}",
+        )?);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut progress = |done: usize| bar.set_position(done as u64);
+    let sweep_options = SweepOptions {
+        measures: args.measures.clone(),
+        taus: args.taus.clone(),
+        lambdas: lambdas.clone(),
+        consistency: args.consistency,
+        max_new_tokens: args.max_new_tokens,
+        jobs: args.jobs,
+    };
+    let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
+    let result = sweep(
+        &checkpoint,
+        &sweep_examples,
+        &sweep_options,
+        &score,
+        &mut keep_going,
+        &mut progress,
+    )?;
+    bar.finish_and_clear();
+
+    let records_path = out.join("records.parquet");
+    let full_per_row: Vec<String> = result
+        .records
+        .rows
+        .iter()
+        .map(|r| result.full_texts[r.example as usize].clone())
+        .collect();
+    let bytes = records_bytes(
+        &result.records,
+        &records_path,
+        &[
+            ("early_output", &result.early_texts),
+            ("full_output", &full_per_row),
+        ],
+    )?;
+    let mut records = result.records.clone();
+    records.sources = vec![SourceFile {
+        path: records_path.clone(),
+        sha256: Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        rows: records.rows.len() as u64,
+    }];
+    let table = LossTable::from_records(&records)?;
+    let calibration = calibrate(&table, options)?;
+    let mut output = ThresholdsFile::new(&calibration, &records.sources);
+    output.run = Some(serde_json::json!({
+        "model": model_dir,
+        "model_sha256": checkpoint.model_sha256,
+        "data": data,
+        "data_sha256": sha256_file(data)?,
+        "task": args.task,
+        "examples": sweep_examples.len(),
+        "metric": metric.name(),
+        "consistency": args.consistency,
+        "measures": args.measures.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "taus": args.taus,
+        "lambdas": lambdas,
+        "max_new_tokens": args.max_new_tokens,
+        "sweep": {
+            "configurations_evaluated": result.evaluated,
+            "configurations_in_grid": result.grid,
+            "full_tokens": result.full_tokens,
+            "full_seconds": result.full_seconds,
+            "early_tokens": result.early_tokens,
+            "early_seconds": result.early_seconds,
+            "jobs": args.jobs,
+        },
+    }));
+    let written = output.write_with(out, vec![("records.parquet", bytes)])?;
+    Ok((output, written, records))
+}

@@ -1,0 +1,205 @@
+//! `calm calibrate --model --data`: the sweep end to end on a tiny checkpoint.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn calm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args(args)
+        .output()
+        .expect("calm runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("calm-sweep-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/t5/gated")
+        .display()
+        .to_string()
+}
+
+fn data_file(dir: &Path, n: usize) -> PathBuf {
+    let words = [
+        "the", "cat", "sat", "on", "mat", "dog", "runs", "a", "bird", "sings", "tree", "house",
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let sentence: Vec<&str> = (0..3 + i % 4)
+            .map(|j| words[(i * 5 + j * 3) % words.len()])
+            .collect();
+        text.push_str(&serde_json::json!({"id": format!("ex{i:03}"), "task": "copy", "input": sentence.join(" "), "reference": sentence.join(" ")}).to_string());
+        text.push('\n');
+    }
+    let path = dir.join("data.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn sweep_records_calibrate_to_the_same_answer_and_chains_stop_early() {
+    let dir = scratch("e2e");
+    let data = data_file(&dir, 30);
+    let out = dir.join("run");
+    let run = calm(&[
+        "calibrate",
+        "--model",
+        &model(),
+        "--data",
+        data.to_str().unwrap(),
+        "--delta",
+        "0.2",
+        "--epsilon",
+        "0.1",
+        "--out",
+        out.to_str().unwrap(),
+        "--lambdas",
+        "1,0.9,0.7,0.5,0.2,0",
+        "--taus",
+        "0",
+        "--max-new-tokens",
+        "8",
+        "--metric",
+        "rouge-l",
+        "--jobs",
+        "2",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let thresholds = read_json(&out.join("thresholds.json"));
+    let sweep = &thresholds["run"]["sweep"];
+    let evaluated = sweep["configurations_evaluated"].as_u64().unwrap();
+    assert_eq!(sweep["configurations_in_grid"], 12);
+    assert_eq!(thresholds["run"]["metric"], "rougeL");
+    assert_eq!(
+        thresholds["run"]["model_sha256"].as_str().unwrap().len(),
+        64
+    );
+    assert_eq!(
+        thresholds["summary"]["candidates"].as_u64().unwrap(),
+        evaluated
+    );
+    // λ = 0 exits every token at the first possible layer, which a random model cannot certify
+    // at δ = 0.2, so at least one chain stopped before the end of the grid.
+    assert!(evaluated < 12, "no chain stopped early: {evaluated}");
+    // The records alone give the same calibration (and carry the texts).
+    let again = dir.join("again");
+    let rerun = calm(&[
+        "calibrate",
+        "--records",
+        out.join("records.parquet").to_str().unwrap(),
+        "--delta",
+        "0.2",
+        "--epsilon",
+        "0.1",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let from_records = read_json(&again.join("thresholds.json"));
+    assert_eq!(from_records["candidates"], thresholds["candidates"]);
+    assert_eq!(from_records["selected"], thresholds["selected"]);
+}
+
+fn expect_error(args: &[&str], needles: &[&str], out: &Path) {
+    let run = calm(args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    }
+    assert!(!out.join("thresholds.json").exists());
+}
+
+#[test]
+fn bad_sweep_input_is_rejected() {
+    let dir = scratch("bad");
+    let data = data_file(&dir, 5);
+    let out = dir.join("run");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let m = model();
+    let base = [
+        "calibrate",
+        "--model",
+        m.as_str(),
+        "--data",
+        d,
+        "--delta",
+        "0.2",
+        "--out",
+        o,
+    ];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        base.iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |extra: &[&'static str], needles: &[&str]| {
+        let args = with(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_error(&refs, needles, &out);
+    };
+    run(&["--metric", "meteor"], &["unknown metric", "meteor"]);
+    run(
+        &["--task", "summarize"],
+        &["no examples of task", "summarize", "copy"],
+    );
+    run(&["--lambdas", "0.5,0.9"], &["descending"]);
+    run(&["--measures", "classifier"], &["exit classifier"]);
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(
+        &broken,
+        "{\"id\":\"a\",\"task\":\"t\",\"input\":\"x\",\"reference\":\"y\"}\nnot json\n",
+    )
+    .unwrap();
+    expect_error(
+        &[
+            "calibrate",
+            "--model",
+            &model(),
+            "--data",
+            broken.to_str().unwrap(),
+            "--delta",
+            "0.2",
+            "--out",
+            o,
+        ],
+        &["broken.jsonl line 2"],
+        &out,
+    );
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    expect_error(
+        &[
+            "calibrate",
+            "--model",
+            &model(),
+            "--data",
+            empty.to_str().unwrap(),
+            "--delta",
+            "0.2",
+            "--out",
+            o,
+        ],
+        &["no examples"],
+        &out,
+    );
+}

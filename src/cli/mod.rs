@@ -4,6 +4,7 @@ mod bench;
 mod bench_decode;
 mod calibrate;
 mod calibrate_model;
+mod check;
 mod generate;
 mod score;
 mod simulate;
@@ -37,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Certify early-exit thresholds from evaluation records (Learn then Test).
     Calibrate(calibrate::CalibrateArgs),
+    /// CI gate: re-check a certified config on fresh labelled data (exit 1 when violated).
+    Check(check::CheckArgs),
     /// Generate text with the model, with or without early exit.
     Generate(generate::GenerateArgs),
     /// Score (prediction, reference) pairs with ROUGE, BLEU, chrF, token F1 or exact match.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Check(args) => check::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
         Command::SimulateRecords(args) => simulate::run(args),

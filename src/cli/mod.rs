@@ -5,6 +5,7 @@ mod bench_decode;
 mod calibrate;
 mod calibrate_model;
 mod check;
+mod evaluate;
 mod generate;
 mod score;
 mod simulate;
@@ -40,6 +41,8 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// CI gate: re-check a certified config on fresh labelled data (exit 1 when violated).
     Check(check::CheckArgs),
+    /// Model-card numbers: BLEU and ROUGE-L of the full model, every exit layer and the oracle.
+    Evaluate(evaluate::EvaluateArgs),
     /// Generate text with the model, with or without early exit.
     Generate(generate::GenerateArgs),
     /// Score (prediction, reference) pairs with ROUGE, BLEU, chrF, token F1 or exact match.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Check(args) => check::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
         Command::SimulateRecords(args) => simulate::run(args),

@@ -1,6 +1,7 @@
 //! Per-candidate evaluation records: the stable, versioned interface between whatever ran the model
 //! (calm itself, PyTorch, JAX) and the calibrator. See docs/records.md for the schema.
 
+pub mod evaluate;
 mod read;
 mod simulate;
 pub mod sweep;

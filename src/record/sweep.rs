@@ -7,7 +7,7 @@
 //! certified): the sweep costs far less than grid × data.
 
 use super::{RecordRow, Records, RowOrigin};
-use crate::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, Measure};
+use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{anyhow, Result};
 
 /// How an early output is compared.
@@ -68,39 +68,27 @@ struct Decoded {
     mean_layers: f64,
 }
 
-/// Decode `examples` with `policy` on `jobs` threads (example i on thread i mod jobs).
-fn decode_all(
+/// Generate for every input on `jobs` threads (input i on thread i mod jobs, one compute thread
+/// each), in input order, with the decoded text.
+pub fn decode_all(
     checkpoint: &Checkpoint,
-    examples: &[SweepExample],
-    policy: ExitPolicy,
-    max_new_tokens: usize,
+    inputs: &[&[u32]],
+    options: &GenerationOptions,
     jobs: usize,
-) -> Result<Vec<Decoded>> {
-    let options = GenerationOptions {
-        max_new_tokens,
-        policy,
-        record_all_layers: false,
+) -> Result<Vec<(Generation, String)>> {
+    let jobs = jobs.max(1).min(inputs.len().max(1));
+    let decode_one = |input: &&[u32]| -> Result<(Generation, String)> {
+        let mut generation = generate(&checkpoint.model, &[input.to_vec()], options)?;
+        let generation = generation.remove(0);
+        let text = checkpoint.decode(&generation.tokens)?;
+        Ok((generation, text))
     };
-    let jobs = jobs.max(1).min(examples.len().max(1));
-    let decode_one = |example: &SweepExample| -> Result<Decoded> {
-        let generation = generate(
-            &checkpoint.model,
-            std::slice::from_ref(&example.input_ids),
-            &options,
-        )?;
-        let generation = &generation[0];
-        Ok(Decoded {
-            text: checkpoint.decode(&generation.tokens)?,
-            tokens: generation.tokens.len(),
-            mean_layers: generation.mean_layers(),
-        })
-    };
-    let parts: Vec<Result<Vec<Decoded>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<(Generation, String)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..jobs)
             .map(|job| {
                 let decode_one = &decode_one;
                 scope.spawn(move || {
-                    examples
+                    inputs
                         .iter()
                         .skip(job)
                         .step_by(jobs)
@@ -118,15 +106,39 @@ fn decode_all(
             .collect()
     });
     let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
-    // Interleave back: thread j holds examples j, j + jobs, j + 2·jobs, …
+    // Interleave back: thread j holds inputs j, j + jobs, j + 2·jobs, …
     let mut iterators: Vec<_> = parts.into_iter().map(Vec::into_iter).collect();
-    (0..examples.len())
+    (0..inputs.len())
         .map(|index| {
             iterators[index % jobs]
                 .next()
-                .ok_or_else(|| anyhow!("an example was not decoded"))
+                .ok_or_else(|| anyhow!("an input was not decoded"))
         })
         .collect()
+}
+
+/// Decode the sweep's examples with one policy.
+fn decode_examples(
+    checkpoint: &Checkpoint,
+    examples: &[SweepExample],
+    policy: ExitPolicy,
+    max_new_tokens: usize,
+    jobs: usize,
+) -> Result<Vec<Decoded>> {
+    let options = GenerationOptions {
+        max_new_tokens,
+        policy,
+        record_all_layers: false,
+    };
+    let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
+    Ok(decode_all(checkpoint, &inputs, &options, jobs)?
+        .into_iter()
+        .map(|(generation, text)| Decoded {
+            text,
+            tokens: generation.tokens.len(),
+            mean_layers: generation.mean_layers(),
+        })
+        .collect())
 }
 
 /// Run the sweep. `metric(prediction, reference)` scores in [0, 1]; `keep_going(losses)` decides,
@@ -141,7 +153,7 @@ pub fn sweep(
 ) -> Result<SweepOutput> {
     let depth = checkpoint.model.num_decoder_layers() as u32;
     let start = std::time::Instant::now();
-    let full = decode_all(
+    let full = decode_examples(
         checkpoint,
         examples,
         ExitPolicy::Never,
@@ -178,7 +190,7 @@ pub fn sweep(
                     tau,
                     min_exit: 1,
                 };
-                let early = decode_all(
+                let early = decode_examples(
                     checkpoint,
                     examples,
                     policy,

@@ -8,5 +8,6 @@ pub mod data;
 pub mod metrics;
 pub mod model;
 pub mod record;
+pub mod report;
 pub mod train;
 pub mod util;

@@ -62,6 +62,7 @@ fn synthetic_table(
                 tau: 0.0,
                 lambda: 1.0 - j as f64 / risks.len() as f64,
                 losses,
+                layers: vec![8.0 - j as f64 * 0.5; n],
                 mean_layers: 8.0 - j as f64 * 0.5,
             });
         }

@@ -380,3 +380,50 @@ fn missing_file_is_an_error() {
     assert_eq!(run.status.code(), Some(2));
     assert!(text(&run.stderr).contains("/nonexistent/records.csv"));
 }
+
+#[test]
+fn the_run_folder_has_a_report_with_plots() {
+    let dir = scratch("report");
+    let file = dir.join("r.parquet");
+    let made = calm(&[
+        "simulate-records",
+        "--out",
+        file.to_str().unwrap(),
+        "--examples",
+        "300",
+        "--lambdas",
+        "8",
+    ]);
+    assert!(made.status.success());
+    let out = dir.join("out");
+    let run = calm(&[
+        "calibrate",
+        "--records",
+        file.to_str().unwrap(),
+        "--delta",
+        "0.15",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    for name in [
+        "risk_vs_lambda",
+        "layers_vs_lambda",
+        "frontier",
+        "layers_histogram",
+    ] {
+        let png = std::fs::read(out.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png");
+        let svg = std::fs::read_to_string(out.join(format!("{name}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<text"),
+            "{name}.svg has no text"
+        );
+    }
+    let svg = std::fs::read_to_string(out.join("risk_vs_lambda.svg")).unwrap();
+    assert!(svg.contains("λ") && svg.contains("δ = 0.15"));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("**Verdict"));
+    assert!(report.contains("![frontier](frontier.png)"));
+    assert!(report.contains("| measure | τ |"));
+}

@@ -4,6 +4,7 @@
 //! This module reads records only; it never touches the model.
 
 pub mod binomial;
+pub mod bounds;
 pub mod check;
 pub mod procedures;
 pub mod pvalues;

@@ -12,6 +12,8 @@ pub struct Candidate {
     pub lambda: f64,
     /// Loss of example i (examples sorted by id).
     pub losses: Vec<f64>,
+    /// Mean decoder layers per token of example i.
+    pub layers: Vec<f64>,
     /// Mean decoder layers per generated token: Σ layers·tokens / Σ tokens over examples
     /// (the plain mean when no example generated a token).
     pub mean_layers: f64,
@@ -142,6 +144,7 @@ impl LossTable {
                 tau,
                 lambda,
                 losses: slots.losses,
+                layers: slots.layers,
                 mean_layers,
             });
         }

@@ -66,7 +66,12 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
             let table = LossTable::from_records(&records)?;
             let calibration = calibrate(&table, &options)?;
             let output = ThresholdsFile::new(&calibration, &records.sources);
-            let written = output.write(&args.out)?;
+            let report = crate::report::build_report(&output, &table, &options)?;
+            let files = report
+                .iter()
+                .map(|(name, bytes)| (name.as_str(), bytes.clone()))
+                .collect();
+            let written = output.write_with(&args.out, files)?;
             (output, written, records)
         }
     };

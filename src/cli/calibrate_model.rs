@@ -221,6 +221,13 @@ pub fn calibrate_model(
             "jobs": args.jobs,
         },
     }));
-    let written = output.write_with(out, vec![("records.parquet", bytes)])?;
+    let report = crate::report::build_report(&output, &table, options)?;
+    let mut files: Vec<(&str, Vec<u8>)> = vec![("records.parquet", bytes)];
+    files.extend(
+        report
+            .iter()
+            .map(|(name, bytes)| (name.as_str(), bytes.clone())),
+    );
+    let written = output.write_with(out, files)?;
     Ok((output, written, records))
 }

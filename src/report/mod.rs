@@ -1,0 +1,325 @@
+//! The calibration report: plots (PNG and SVG) and `report.md` with a plain-language verdict,
+//! built from the loss table and the calibration result.
+
+pub mod plots;
+
+use crate::calibrate::bounds::upper_confidence_bound;
+use crate::calibrate::thresholds::ThresholdsFile;
+use crate::calibrate::{calibrate, CalibrationOptions, LossTable};
+use anyhow::Result;
+use plots::{Histogram, LineChart, Series};
+use std::fmt::Write as _;
+
+/// Risk bounds on the frontier plot's x axis.
+const FRONTIER_DELTAS: [f64; 11] = [0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+
+fn chain_label(measure: &str, tau: f64) -> String {
+    format!("{measure} τ={tau}")
+}
+
+/// Every report file: (name, bytes).
+pub fn build_report(
+    output: &ThresholdsFile,
+    table: &LossTable,
+    options: &CalibrationOptions,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut add = |name: &str, (png, svg): (Vec<u8>, String)| {
+        files.push((format!("{name}.png"), png));
+        files.push((format!("{name}.svg"), svg.into_bytes()));
+    };
+    let chains = table.chains();
+    let depth = table.num_layers as f64;
+    let level = output.summary.level;
+
+    // Risk and its upper confidence bound vs λ, per chain, with δ.
+    let mut risk_series = Vec::new();
+    let mut layer_series = Vec::new();
+    let mut y_max: f64 = options.delta * 1.5;
+    for (colour, chain) in chains.iter().enumerate() {
+        let head = &table.candidates[chain[0]];
+        let label = chain_label(&head.measure, head.tau);
+        let mut risk = Vec::new();
+        let mut bound = Vec::new();
+        let mut certified = Vec::new();
+        let mut layers = Vec::new();
+        for &j in chain {
+            let candidate = &table.candidates[j];
+            let result = &output.candidates[j];
+            risk.push((candidate.lambda, result.risk));
+            let ucb = upper_confidence_bound(&candidate.losses, options, level);
+            bound.push((candidate.lambda, ucb));
+            if result.certified {
+                certified.push((candidate.lambda, result.risk));
+            }
+            layers.push((candidate.lambda, candidate.mean_layers));
+            y_max = y_max.max(result.risk);
+        }
+        risk_series.push(Series {
+            label: format!("{label}: risk"),
+            points: risk,
+            dashed: false,
+            markers: certified,
+            colour,
+        });
+        risk_series.push(Series {
+            label: format!("{label}: upper bound at ε/K"),
+            points: bound,
+            dashed: true,
+            markers: Vec::new(),
+            colour,
+        });
+        layer_series.push(Series {
+            label,
+            points: layers,
+            dashed: false,
+            markers: Vec::new(),
+            colour,
+        });
+    }
+    let y_max = (y_max * 1.15).min(1.0);
+    add(
+        "risk_vs_lambda",
+        plots::line_chart(&LineChart {
+            title: "Empirical risk and its upper bound vs λ (filled: certified)".into(),
+            x_label: "λ".into(),
+            y_label: "risk (mean consistency loss)".into(),
+            x_range: (0.0, 1.0),
+            y_range: (0.0, y_max.max(options.delta * 1.2)),
+            series: risk_series,
+            reference: Some((options.delta, format!("δ = {}", options.delta))),
+            legend_right: true,
+        })?,
+    );
+    add(
+        "layers_vs_lambda",
+        plots::line_chart(&LineChart {
+            title: "Mean decoder layers per token vs λ".into(),
+            x_label: "λ".into(),
+            y_label: "mean layers".into(),
+            x_range: (0.0, 1.0),
+            y_range: (0.0, depth + 0.5),
+            series: layer_series,
+            reference: Some((depth, format!("full model: {depth} layers"))),
+            legend_right: false,
+        })?,
+    );
+
+    // Quality-vs-speed frontier: the certified layer reduction at each δ, per measure.
+    let mut measures: Vec<String> = table.candidates.iter().map(|c| c.measure.clone()).collect();
+    measures.dedup();
+    let mut frontier = Vec::new();
+    let mut top_speedup: f64 = 1.0;
+    for (colour, measure) in measures.iter().enumerate() {
+        let sub = LossTable {
+            examples: table.examples.clone(),
+            num_layers: table.num_layers,
+            candidates: table
+                .candidates
+                .iter()
+                .filter(|c| &c.measure == measure)
+                .cloned()
+                .collect(),
+        };
+        let mut points = Vec::new();
+        for delta in FRONTIER_DELTAS {
+            let result = calibrate(&sub, &CalibrationOptions { delta, ..*options })?;
+            let layers = result.selected().map_or(depth, |c| c.mean_layers);
+            let speedup = depth / layers.max(1e-9);
+            top_speedup = top_speedup.max(speedup);
+            points.push((delta, speedup));
+        }
+        frontier.push(Series {
+            label: measure.clone(),
+            points,
+            dashed: false,
+            markers: Vec::new(),
+            colour,
+        });
+    }
+    add(
+        "frontier",
+        plots::line_chart(&LineChart {
+            title: format!(
+                "Certified layer reduction vs risk bound δ (ε = {})",
+                options.epsilon
+            ),
+            x_label: "δ".into(),
+            y_label: "full depth / mean layers".into(),
+            x_range: (0.0, 0.52),
+            y_range: (0.9, top_speedup * 1.1 + 0.1),
+            series: frontier,
+            reference: Some((1.0, "full model".into())),
+            legend_right: false,
+        })?,
+    );
+
+    // Per-example mean layers of the selected configuration.
+    let selected_layers: Vec<f64> = match output.selected.never_exit {
+        true => vec![depth; table.examples.len()],
+        false => output
+            .candidates
+            .iter()
+            .position(|c| {
+                Some(&c.measure) == output.selected.measure.as_ref()
+                    && Some(c.tau) == output.selected.tau
+                    && Some(c.lambda) == output.selected.lambda
+            })
+            .map_or_else(Vec::new, |j| table.candidates[j].layers.clone()),
+    };
+    let mut bins = vec![0f64; table.num_layers as usize];
+    for layers in &selected_layers {
+        let bin = (layers.round().max(1.0) as usize).min(bins.len()) - 1;
+        bins[bin] += 1.0;
+    }
+    add(
+        "layers_histogram",
+        plots::histogram(&Histogram {
+            title: "Selected configuration: mean decoder layers per example".into(),
+            x_label: "mean layers per token (rounded)".into(),
+            y_label: "examples".into(),
+            bins: bins
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| ((i + 1).to_string(), c))
+                .collect(),
+        })?,
+    );
+    files.push((
+        "report.md".into(),
+        markdown(output, table, options).into_bytes(),
+    ));
+    Ok(files)
+}
+
+/// `report.md`: verdict, inputs, per-chain summary, plots.
+fn markdown(output: &ThresholdsFile, table: &LossTable, options: &CalibrationOptions) -> String {
+    let mut md = String::from("# Calibration report\n\n");
+    let selected = &output.selected;
+    let loss_name = match &output.run {
+        Some(run) => format!(
+            "{} loss ({})",
+            run["consistency"].as_str().unwrap_or("consistency"),
+            run["metric"].as_str().unwrap_or("?")
+        ),
+        None => "consistency loss (as recorded)".to_string(),
+    };
+    let confidence = (1.0 - options.epsilon) * 100.0;
+    if selected.never_exit {
+        let _ = writeln!(
+            md,
+            "**Verdict: no early-exit configuration could be certified.** With n = {} calibration examples, \
+             no candidate's {loss_name} could be shown to be at most δ = {} with probability ≥ {confidence}%. \
+             Run the full model ({} decoder layers), or calibrate with more examples or a larger δ.\n",
+            output.inputs.n, options.delta, table.num_layers
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "**Verdict:** with probability ≥ {confidence}% over the draw of the {} calibration examples, the average \
+             {loss_name} of **{} τ = {} λ = {}** is at most **{}**. Its calibration risk is {:.4}; \
+             it uses **{:.2} of {} decoder layers** per token on average (×{:.2} fewer layers).\n",
+            output.inputs.n,
+            selected.measure.as_deref().unwrap_or("?"),
+            selected.tau.unwrap_or(0.0),
+            selected.lambda.unwrap_or(0.0),
+            options.delta,
+            selected.risk,
+            selected.mean_layers,
+            table.num_layers,
+            selected.layer_speedup
+        );
+    }
+    let _ = writeln!(md, "| | |\n|---|---|");
+    for source in &output.inputs.records {
+        let _ = writeln!(
+            md,
+            "| records | `{}` ({} rows, sha256 `{}`) |",
+            source.path.display(),
+            source.rows,
+            &source.sha256[..16.min(source.sha256.len())]
+        );
+    }
+    if let Some(run) = &output.run {
+        let _ = writeln!(
+            md,
+            "| model | `{}` (sha256 `{}`) |",
+            run["model"].as_str().unwrap_or("?"),
+            run["model_sha256"]
+                .as_str()
+                .map_or("?", |s| &s[..16.min(s.len())])
+        );
+        let _ = writeln!(
+            md,
+            "| data | `{}` ({} examples) |",
+            run["data"].as_str().unwrap_or("?"),
+            run["examples"]
+        );
+        let sweep = &run["sweep"];
+        let evaluated = sweep["configurations_evaluated"].as_f64().unwrap_or(0.0);
+        let grid = sweep["configurations_in_grid"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "| sweep | {evaluated} of {grid} configurations decoded ({:.0}% of the grid; chains stop at their first failed test) |",
+            100.0 * evaluated / grid.max(1.0)
+        );
+        if let (Some(tokens), Some(seconds)) = (
+            sweep["full_tokens"].as_f64(),
+            sweep["full_seconds"].as_f64(),
+        ) {
+            let _ = writeln!(md, "| full-model pass | {tokens} tokens in {seconds:.1} s ({:.0} tokens/s on {} jobs) |", tokens / seconds.max(1e-9), sweep["jobs"]);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| test | {} p-values, {} at per-test level {:.3e}; {} of {} candidates certified |\n",
+        output.inputs.pvalue,
+        output.inputs.procedure,
+        output.summary.level,
+        output.summary.certified,
+        output.summary.candidates
+    );
+    let _ = writeln!(md, "## Chains\n\n| measure | τ | λ tested | smallest certified λ | its risk | its mean layers |\n|---|---|---|---|---|---|");
+    for chain in table.chains() {
+        let head = &output.candidates[chain[0]];
+        let tested = chain
+            .iter()
+            .filter(|&&j| output.candidates[j].tested)
+            .count();
+        let best = chain
+            .iter()
+            .rfind(|&&j| output.candidates[j].certified)
+            .map(|&j| &output.candidates[j]);
+        match best {
+            Some(c) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {tested} of {} | {} | {:.4} | {:.2} |",
+                    head.measure,
+                    head.tau,
+                    chain.len(),
+                    c.lambda,
+                    c.risk,
+                    c.mean_layers
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {tested} of {} | none | | |",
+                    head.measure,
+                    head.tau,
+                    chain.len()
+                );
+            }
+        }
+    }
+    md.push_str(
+        "\n## Plots\n\n![risk vs lambda](risk_vs_lambda.png)\n\n![layers vs lambda](layers_vs_lambda.png)\n\n\
+         ![frontier](frontier.png)\n\n![layers histogram](layers_histogram.png)\n\n\
+         Each plot is also in SVG. The upper bound is the risk level at which the candidate's p-value \
+         reaches the per-test level; a candidate is certified when its bound is at most δ and its chain \
+         reached it. The frontier recalibrates the same records at each δ, one measure at a time.\n",
+    );
+    md
+}

@@ -11,6 +11,7 @@ pub mod pvalues;
 mod stats;
 mod table;
 pub mod thresholds;
+pub mod trials;
 
 pub use procedures::Procedure;
 pub use pvalues::PValueMethod;

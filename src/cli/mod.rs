@@ -11,6 +11,7 @@ mod score;
 mod simulate;
 mod train;
 mod train_classifier;
+mod trials;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Train the early-exit classifier on a frozen checkpoint.
     TrainClassifier(train_classifier::TrainClassifierArgs),
+    /// The paper's validity protocol: random calibration/test splits of recorded losses.
+    Trials(trials::TrialsArgs),
     /// Benchmarks; results are printed (and written with --out) for reports/.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::SimulateRecords(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),
+        Command::Trials(args) => trials::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

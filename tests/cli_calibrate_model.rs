@@ -95,6 +95,49 @@ fn sweep_records_calibrate_to_the_same_answer_and_chains_stop_early() {
     // λ = 0 exits every token at the first possible layer, which a random model cannot certify
     // at δ = 0.2, so at least one chain stopped before the end of the grid.
     assert!(evaluated < 12, "no chain stopped early: {evaluated}");
+    // Per-token traces: every full-model token in layers.parquet once per layer, and tokens of
+    // every evaluated configuration (plus the full model) in tokens.parquet.
+    use polars::prelude::{ParquetReader, SerReader};
+    let read = |name: &str| {
+        ParquetReader::new(std::fs::File::open(out.join(name)).unwrap())
+            .finish()
+            .unwrap()
+    };
+    let tokens = read("tokens.parquet");
+    let layers = read("layers.parquet");
+    let names: Vec<String> = tokens
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "example",
+            "configuration",
+            "position",
+            "token",
+            "piece",
+            "exit_layer",
+            "confidences"
+        ]
+    );
+    let configurations = tokens
+        .column("configuration")
+        .unwrap()
+        .as_materialized_series()
+        .n_unique()
+        .unwrap();
+    assert_eq!(configurations as u64, evaluated + 1);
+    let full_tokens = thresholds["run"]["sweep"]["full_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(layers.height(), full_tokens * 3);
+    for name in [
+        "confidence_by_layer.png",
+        "examples_by_exit_layer.svg",
+        "report.md",
+    ] {
+        assert!(out.join(name).exists(), "{name}");
+    }
     // The records alone give the same calibration (and carry the texts).
     let again = dir.join("again");
     let rerun = calm(&[

@@ -66,7 +66,7 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
             let table = LossTable::from_records(&records)?;
             let calibration = calibrate(&table, &options)?;
             let output = ThresholdsFile::new(&calibration, &records.sources);
-            let report = crate::report::build_report(&output, &table, &options)?;
+            let report = crate::report::build_report(&output, &table, &options, None)?;
             let files = report
                 .iter()
                 .map(|(name, bytes)| (name.as_str(), bytes.clone()))

@@ -7,6 +7,7 @@ use crate::data::read_examples;
 use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
+use crate::record::tokens::{layers_parquet, tokens_parquet};
 use crate::record::{records_bytes, Records, SourceFile};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
@@ -221,8 +222,22 @@ pub fn calibrate_model(
             "jobs": args.jobs,
         },
     }));
-    let report = crate::report::build_report(&output, &table, options)?;
-    let mut files: Vec<(&str, Vec<u8>)> = vec![("records.parquet", bytes)];
+    let traces = crate::report::Traces {
+        tokens: &result.token_rows,
+        layers: &result.layer_rows,
+    };
+    let report = crate::report::build_report(&output, &table, options, Some(traces))?;
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("records.parquet", bytes),
+        (
+            "tokens.parquet",
+            tokens_parquet(&result.token_rows, &records.examples)?,
+        ),
+        (
+            "layers.parquet",
+            layers_parquet(&result.layer_rows, &records.examples)?,
+        ),
+    ];
     files.extend(
         report
             .iter()

@@ -5,6 +5,7 @@ pub mod evaluate;
 mod read;
 mod simulate;
 pub mod sweep;
+pub mod tokens;
 mod write;
 
 pub use read::read_records;

@@ -6,6 +6,7 @@
 //! λ (fixed-sequence testing stops at its first non-rejection, so nothing after it can be
 //! certified): the sweep costs far less than grid × data.
 
+use super::tokens::{LayerRow, TokenRow};
 use super::{RecordRow, Records, RowOrigin};
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{anyhow, Result};
@@ -58,6 +59,10 @@ pub struct SweepOutput {
     pub early_tokens: usize,
     pub full_seconds: f64,
     pub early_seconds: f64,
+    /// Every generated token of the full model and of every configuration evaluated.
+    pub token_rows: Vec<TokenRow>,
+    /// Record mode on the full model: every layer of every token.
+    pub layer_rows: Vec<LayerRow>,
 }
 
 /// One decoded output.
@@ -66,6 +71,7 @@ struct Decoded {
     text: String,
     tokens: usize,
     mean_layers: f64,
+    generation: Generation,
 }
 
 /// Generate for every input on `jobs` threads (input i on thread i mod jobs, one compute thread
@@ -124,11 +130,12 @@ fn decode_examples(
     policy: ExitPolicy,
     max_new_tokens: usize,
     jobs: usize,
+    record_all_layers: bool,
 ) -> Result<Vec<Decoded>> {
     let options = GenerationOptions {
         max_new_tokens,
         policy,
-        record_all_layers: false,
+        record_all_layers,
     };
     let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
     Ok(decode_all(checkpoint, &inputs, &options, jobs)?
@@ -137,6 +144,7 @@ fn decode_examples(
             text,
             tokens: generation.tokens.len(),
             mean_layers: generation.mean_layers(),
+            generation,
         })
         .collect())
 }
@@ -159,8 +167,47 @@ pub fn sweep(
         ExitPolicy::Never,
         options.max_new_tokens,
         options.jobs,
+        false,
     )?;
     let full_seconds = start.elapsed().as_secs_f64();
+    // Record mode on the full model (not timed): every layer's confidences for every token.
+    let recorded = decode_examples(
+        checkpoint,
+        examples,
+        ExitPolicy::Never,
+        options.max_new_tokens,
+        options.jobs,
+        true,
+    )?;
+    let mut layer_rows = Vec::new();
+    let mut token_rows = Vec::new();
+    for (index, decoded) in recorded.iter().enumerate() {
+        for (position, trace) in decoded.generation.traces.iter().enumerate() {
+            let Some(layers) = &trace.layers else {
+                continue;
+            };
+            let top = layers[layers.len() - 1].argmax;
+            for (layer, record) in layers.iter().enumerate() {
+                layer_rows.push(LayerRow {
+                    example: index as u32,
+                    position: position as u32,
+                    layer: layer as u32 + 1,
+                    softmax_diff: record.softmax_diff,
+                    softmax_max: record.softmax_max,
+                    state: record.state.unwrap_or(f32::NAN),
+                    classifier: record.classifier.unwrap_or(f32::NAN),
+                    consistent: record.argmax == top,
+                });
+            }
+        }
+        push_token_rows(
+            &mut token_rows,
+            checkpoint,
+            index,
+            "full",
+            &decoded.generation,
+        );
+    }
     let full_tokens = full.iter().map(|f| f.tokens).sum();
     let full_quality: Vec<f64> = full
         .iter()
@@ -196,7 +243,9 @@ pub fn sweep(
                     policy,
                     options.max_new_tokens,
                     options.jobs,
+                    false,
                 )?;
+                let configuration = format!("{} tau={tau} lambda={lambda}", measure.name());
                 evaluated += 1;
                 progress(evaluated);
                 let mut losses = Vec::with_capacity(examples.len());
@@ -206,9 +255,17 @@ pub fn sweep(
                         text,
                         tokens,
                         mean_layers: layers,
+                        generation,
                     },
                 ) in early.into_iter().enumerate()
                 {
+                    push_token_rows(
+                        &mut token_rows,
+                        checkpoint,
+                        index,
+                        &configuration,
+                        &generation,
+                    );
                     let loss = match options.consistency {
                         Consistency::Textual => 1.0 - metric(&text, &full[index].text),
                         Consistency::Risk => (full_quality[index]
@@ -250,5 +307,37 @@ pub fn sweep(
         early_tokens,
         full_seconds,
         early_seconds: start.elapsed().as_secs_f64(),
+        token_rows,
+        layer_rows,
     })
+}
+
+/// One [`TokenRow`] per generated token of `generation`.
+fn push_token_rows(
+    rows: &mut Vec<TokenRow>,
+    checkpoint: &Checkpoint,
+    example: usize,
+    configuration: &str,
+    generation: &Generation,
+) {
+    for (position, trace) in generation.traces.iter().enumerate() {
+        let piece = checkpoint
+            .tokenizer
+            .id_to_token(trace.token)
+            .unwrap_or_default()
+            .replace('▁', " ");
+        rows.push(TokenRow {
+            example: example as u32,
+            configuration: configuration.to_string(),
+            position: position as u32,
+            token: trace.token,
+            piece,
+            exit_layer: trace.exit_layer as u32,
+            confidences: trace
+                .confidences
+                .iter()
+                .map(|c| c.unwrap_or(f32::NAN))
+                .collect(),
+        });
+    }
 }

@@ -6,6 +6,7 @@ pub mod plots;
 use crate::calibrate::bounds::upper_confidence_bound;
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{calibrate, CalibrationOptions, LossTable};
+use crate::record::tokens::{LayerRow, TokenRow};
 use anyhow::Result;
 use plots::{Histogram, LineChart, Series};
 use std::fmt::Write as _;
@@ -18,10 +19,76 @@ fn chain_label(measure: &str, tau: f64) -> String {
 }
 
 /// Every report file: (name, bytes).
+/// Per-token traces of a model sweep, for the plots that need them.
+pub struct Traces<'a> {
+    pub tokens: &'a [TokenRow],
+    pub layers: &'a [LayerRow],
+}
+
+fn median(values: &mut Vec<f32>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f32::total_cmp);
+    Some(values[values.len() / 2] as f64)
+}
+
+/// Per layer, the median confidence of tokens whose layer prediction agrees with the top layer
+/// and of those whose prediction does not, for each measure the traces hold.
+fn confidence_chart(layers: &[LayerRow], depth: u32) -> LineChart {
+    type Pick = fn(&LayerRow) -> f32;
+    let measures: [(&str, Pick); 4] = [
+        ("softmax-diff", |r| r.softmax_diff),
+        ("softmax-max", |r| r.softmax_max),
+        ("state", |r| r.state),
+        ("classifier", |r| r.classifier),
+    ];
+    let mut series = Vec::new();
+    let mut low: f64 = 0.0;
+    for (colour, (name, pick)) in measures.iter().enumerate() {
+        for (consistent, label) in [(true, "consistent"), (false, "inconsistent")] {
+            let mut points = Vec::new();
+            for layer in 1..=depth {
+                let mut values: Vec<f32> = layers
+                    .iter()
+                    .filter(|r| r.layer == layer && r.consistent == consistent)
+                    .map(pick)
+                    .collect();
+                if let Some(m) = median(&mut values) {
+                    low = low.min(m);
+                    points.push((layer as f64, m));
+                }
+            }
+            if !points.is_empty() {
+                series.push(Series {
+                    label: format!("{name}, {label}"),
+                    points,
+                    dashed: !consistent,
+                    markers: Vec::new(),
+                    colour,
+                });
+            }
+        }
+    }
+    LineChart {
+        title: "Median confidence per layer: tokens that agree with the top layer vs not".into(),
+        x_label: "decoder layer".into(),
+        y_label: "confidence (median)".into(),
+        x_range: (0.8, depth as f64 + 0.2),
+        y_range: (low.min(0.0) - 0.02, 1.02),
+        series,
+        reference: None,
+        legend_right: false,
+    }
+}
+
+/// Every report file: (name, bytes). `traces` (from a model sweep) adds the per-token plots.
 pub fn build_report(
     output: &ThresholdsFile,
     table: &LossTable,
     options: &CalibrationOptions,
+    traces: Option<Traces>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     let mut add = |name: &str, (png, svg): (Vec<u8>, String)| {
@@ -185,15 +252,60 @@ pub fn build_report(
                 .collect(),
         })?,
     );
+    if let Some(traces) = &traces {
+        add(
+            "confidence_by_layer",
+            plots::line_chart(&confidence_chart(traces.layers, table.num_layers))?,
+        );
+        let configuration = match (
+            &output.selected.measure,
+            output.selected.tau,
+            output.selected.lambda,
+        ) {
+            (Some(m), Some(t), Some(l)) if !output.selected.never_exit => {
+                format!("{m} tau={t} lambda={l}")
+            }
+            _ => "full".to_string(),
+        };
+        let mut sentences: Vec<Vec<(String, u32)>> = Vec::new();
+        for row in traces
+            .tokens
+            .iter()
+            .filter(|r| r.configuration == configuration)
+        {
+            if row.position == 0 {
+                if sentences.len() == 6 {
+                    break;
+                }
+                sentences.push(Vec::new());
+            }
+            if let Some(sentence) = sentences.last_mut() {
+                sentence.push((row.piece.clone(), row.exit_layer));
+            }
+        }
+        add(
+            "examples_by_exit_layer",
+            plots::shaded_sentences(&plots::ShadedSentences {
+                title: format!("{configuration}: each token shaded by its exit layer"),
+                sentences,
+                num_layers: table.num_layers,
+            })?,
+        );
+    }
     files.push((
         "report.md".into(),
-        markdown(output, table, options).into_bytes(),
+        markdown(output, table, options, traces.is_some()).into_bytes(),
     ));
     Ok(files)
 }
 
 /// `report.md`: verdict, inputs, per-chain summary, plots.
-fn markdown(output: &ThresholdsFile, table: &LossTable, options: &CalibrationOptions) -> String {
+fn markdown(
+    output: &ThresholdsFile,
+    table: &LossTable,
+    options: &CalibrationOptions,
+    traced: bool,
+) -> String {
     let mut md = String::from("# Calibration report\n\n");
     let selected = &output.selected;
     let loss_name = match &output.run {
@@ -313,6 +425,14 @@ fn markdown(output: &ThresholdsFile, table: &LossTable, options: &CalibrationOpt
                 );
             }
         }
+    }
+    if traced {
+        md.push_str(
+            "\n## Tokens\n\n![confidence by layer](confidence_by_layer.png)\n\n\
+             ![examples](examples_by_exit_layer.png)\n\n\
+             Per-token traces are in `tokens.parquet` (every configuration) and `layers.parquet` \
+             (every layer of the full model).\n",
+        );
     }
     md.push_str(
         "\n## Plots\n\n![risk vs lambda](risk_vs_lambda.png)\n\n![layers vs lambda](layers_vs_lambda.png)\n\n\

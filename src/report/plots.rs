@@ -245,3 +245,90 @@ pub fn histogram(chart: &Histogram) -> Result<(Vec<u8>, String)> {
         draw_histogram(root, chart)
     })
 }
+
+/// Sentences whose tokens are shaded by exit layer: one line of pieces per example.
+#[derive(Debug, Clone)]
+pub struct ShadedSentences {
+    pub title: String,
+    /// Per sentence: (piece, exit layer) in order.
+    pub sentences: Vec<Vec<(String, u32)>>,
+    pub num_layers: u32,
+}
+
+/// Green (layer 1) through yellow to red (the last layer).
+fn layer_colour(layer: u32, depth: u32) -> RGBColor {
+    let t = if depth <= 1 {
+        1.0
+    } else {
+        (layer.saturating_sub(1)) as f64 / (depth - 1) as f64
+    };
+    let (r, g) = if t < 0.5 {
+        (2.0 * t, 1.0)
+    } else {
+        (1.0, 2.0 * (1.0 - t))
+    };
+    RGBColor((90.0 + 165.0 * r) as u8, (90.0 + 150.0 * g) as u8, 90)
+}
+
+fn draw_shaded<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &ShadedSentences,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+    let title = ("sans-serif", 22).into_font();
+    root.draw(&Text::new(chart.title.clone(), (16, 12), title))
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let font = ("sans-serif", 17).into_font();
+    // Legend: one swatch per layer.
+    let mut x = 16;
+    for layer in 1..=chart.num_layers {
+        let colour = layer_colour(layer, chart.num_layers);
+        root.draw(&Rectangle::new([(x, 48), (x + 34, 70)], colour.filled()))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        root.draw(&Text::new(format!("{layer}"), (x + 12, 50), font.clone()))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        x += 38;
+    }
+    root.draw(&Text::new(
+        "exit layer".to_string(),
+        (x + 8, 50),
+        font.clone(),
+    ))
+    .map_err(|e| anyhow!("{e:?}"))?;
+    let (width, _) = root.dim_in_pixel();
+    let mut y = 92;
+    for sentence in &chart.sentences {
+        let mut x = 16i32;
+        for (piece, layer) in sentence {
+            let (w, _) = root
+                .estimate_text_size(piece, &TextStyle::from(font.clone()))
+                .map_err(|e| anyhow!("{e:?}"))?;
+            let w = w as i32 + 2;
+            if x + w > width as i32 - 16 {
+                x = 16;
+                y += 28;
+            }
+            root.draw(&Rectangle::new(
+                [(x, y), (x + w, y + 24)],
+                layer_colour(*layer, chart.num_layers).filled(),
+            ))
+            .map_err(|e| anyhow!("{e:?}"))?;
+            root.draw(&Text::new(piece.clone(), (x + 1, y + 2), font.clone()))
+                .map_err(|e| anyhow!("{e:?}"))?;
+            x += w;
+        }
+        y += 40;
+    }
+    root.present().map_err(|e| anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+/// PNG bytes and SVG text of shaded example sentences.
+pub fn shaded_sentences(chart: &ShadedSentences) -> Result<(Vec<u8>, String)> {
+    render(&|root| draw_shaded(root, chart), &|root| {
+        draw_shaded(root, chart)
+    })
+}

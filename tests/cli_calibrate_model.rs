@@ -246,3 +246,86 @@ fn bad_sweep_input_is_rejected() {
         &out,
     );
 }
+
+#[test]
+fn shards_swept_apart_calibrate_together() {
+    let dir = scratch("shards");
+    let data = data_file(&dir, 24);
+    let shards = dir.join("shards");
+    let common = |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate".to_string(),
+            "--model".into(),
+            model(),
+            "--data".into(),
+            data.display().to_string(),
+            "--delta".into(),
+            "0.3".into(),
+            "--epsilon".into(),
+            "0.1".into(),
+            "--lambdas".into(),
+            "1,0.8,0.5".into(),
+            "--taus".into(),
+            "0".into(),
+            "--max-new-tokens".into(),
+            "6".into(),
+            "--procedure".into(),
+            "bonferroni".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = calm(&refs);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    };
+    common(&["--shard", "1/2", "--out", shards.to_str().unwrap()]);
+    common(&["--shard", "2/2", "--out", shards.to_str().unwrap()]);
+    assert!(
+        shards.join("records-1-of-2.parquet").exists()
+            && shards.join("records-2-of-2.parquet").exists()
+    );
+    assert!(!shards.join("thresholds.json").exists());
+    let whole = dir.join("whole");
+    common(&["--out", whole.to_str().unwrap()]);
+    let combined = dir.join("combined");
+    let pattern = shards.join("records-*.parquet");
+    let run = calm(&[
+        "calibrate",
+        "--records",
+        pattern.to_str().unwrap(),
+        "--delta",
+        "0.3",
+        "--epsilon",
+        "0.1",
+        "--procedure",
+        "bonferroni",
+        "--out",
+        combined.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let a = read_json(&whole.join("thresholds.json"));
+    let b = read_json(&combined.join("thresholds.json"));
+    assert_eq!(a["candidates"], b["candidates"]);
+    assert_eq!(a["selected"], b["selected"]);
+    assert_eq!(b["inputs"]["records"].as_array().unwrap().len(), 2);
+    // A pattern that matches nothing is an error.
+    let none = shards.join("nothing-*.parquet");
+    let run = calm(&[
+        "calibrate",
+        "--records",
+        none.to_str().unwrap(),
+        "--delta",
+        "0.3",
+        "--out",
+        combined.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no records files match"));
+}

@@ -57,6 +57,17 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
         seed: args.seed,
     };
     options.validate()?;
+    if let (Some(model), Some((k, n))) = (&args.model, args.sweep.shard) {
+        let path = super::calibrate_model::sweep_shard(model, &args.sweep, &args.out)?;
+        println!(
+            "wrote {} (shard {k} of {n}); when every shard is done: calm calibrate --records '{}' --delta {} --epsilon {} --out DIR",
+            path.display(),
+            args.out.join("records-*.parquet").display(),
+            args.delta,
+            args.epsilon
+        );
+        return Ok(0);
+    }
     let (output, written, records) = match &args.model {
         Some(model) => {
             super::calibrate_model::calibrate_model(model, &args.sweep, &options, &args.out)?

@@ -55,6 +55,23 @@ pub struct SweepArgs {
     /// Maximum output length N.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
+    /// Sweep only shard k of N (examples k, k + N, … in file order) over the whole grid and write
+    /// only `records-k-of-N.parquet`; finish with `calm calibrate --records 'DIR/records-*.parquet'`.
+    #[arg(long, value_name = "k/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
+    let parsed = text.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((k, n)) if k >= 1 && k <= n => Ok((k, n)),
+        _ => Err(format!("expected k/N with 1 <= k <= N, got {text:?}")),
+    }
 }
 
 /// A metric by name (`rouge-l`, `bleu`, `chrf`, `token-f1`, `exact`, … — see [`Metric::from_name`]).
@@ -69,12 +86,16 @@ fn default_lambdas() -> Vec<f64> {
     (0..20).map(|i| ((100 - 5 * i) as f64) / 100.0).collect()
 }
 
-pub fn calibrate_model(
-    model_dir: &Path,
-    args: &SweepArgs,
-    options: &CalibrationOptions,
-    out: &Path,
-) -> Result<(ThresholdsFile, Vec<PathBuf>, Records)> {
+/// What every model sweep needs: the checkpoint, the tokenized examples, the metric, the grid.
+struct Prepared {
+    checkpoint: Checkpoint,
+    examples: Vec<SweepExample>,
+    metric: Metric,
+    lambdas: Vec<f64>,
+    data: PathBuf,
+}
+
+fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     let data = args.data.as_ref().context("--model needs --data")?;
     // One compute thread per decoder; the parallelism is --jobs decoders.
     super::generate::set_threads(1);
@@ -113,6 +134,12 @@ pub fn calibrate_model(
     if let Some(max) = args.max_examples {
         examples.truncate(max);
     }
+    if let Some((k, n)) = args.shard {
+        examples = examples.into_iter().skip(k - 1).step_by(n).collect();
+        if examples.is_empty() {
+            bail!("{}: shard {k}/{n} holds no examples", data.display());
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     let mut sweep_examples = Vec::with_capacity(examples.len());
     for example in &examples {
@@ -129,6 +156,70 @@ pub fn calibrate_model(
         });
     }
 
+    Ok(Prepared {
+        checkpoint,
+        examples: sweep_examples,
+        metric,
+        lambdas,
+        data: data.clone(),
+    })
+}
+
+/// `--shard k/N`: sweep the whole grid over this shard's examples and write its records only.
+pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<PathBuf> {
+    let (k, n) = args.shard.context("no --shard")?;
+    let prepared = prepare(model_dir, args)?;
+    let sweep_options = SweepOptions {
+        measures: args.measures.clone(),
+        taus: args.taus.clone(),
+        lambdas: prepared.lambdas.clone(),
+        consistency: args.consistency,
+        max_new_tokens: args.max_new_tokens,
+        jobs: args.jobs,
+    };
+    let metric = prepared.metric;
+    let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
+    // Shards cannot stop chains (the test needs every shard's losses): sweep every configuration.
+    let result = sweep(
+        &prepared.checkpoint,
+        &prepared.examples,
+        &sweep_options,
+        &score,
+        &mut |_| true,
+        &mut |_| {},
+    )?;
+    let path = out.join(format!("records-{k}-of-{n}.parquet"));
+    let full_per_row: Vec<String> = result
+        .records
+        .rows
+        .iter()
+        .map(|r| result.full_texts[r.example as usize].clone())
+        .collect();
+    crate::record::write_records(
+        &result.records,
+        &path,
+        &[
+            ("early_output", &result.early_texts),
+            ("full_output", &full_per_row),
+        ],
+    )?;
+    Ok(path)
+}
+
+pub fn calibrate_model(
+    model_dir: &Path,
+    args: &SweepArgs,
+    options: &CalibrationOptions,
+    out: &Path,
+) -> Result<(ThresholdsFile, Vec<PathBuf>, Records)> {
+    let Prepared {
+        checkpoint,
+        examples: sweep_examples,
+        metric,
+        lambdas,
+        data,
+    } = prepare(model_dir, args)?;
+    let data = &data;
     // Fixed-sequence testing stops a chain at its first non-rejection: stop sweeping it there.
     let chains = args.measures.len() * args.taus.len();
     let level = options.epsilon / chains as f64;

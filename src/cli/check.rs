@@ -59,6 +59,11 @@ struct CheckReport {
     epsilon: f64,
     test: GuaranteeTest,
     mean_layers: f64,
+    /// Wall-clock decoding speed on these data (one decoder per job): full model and the
+    /// certified configuration.
+    full_tokens_per_second: f64,
+    selected_tokens_per_second: f64,
+    wall_clock_speedup: f64,
     calibrated_mean_layers: f64,
     max_layer_regression: f64,
     layers_regressed: bool,
@@ -138,7 +143,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
 
     let selected = &config.selected;
     let depth = checkpoint.model.num_decoder_layers() as f64;
-    let (configuration, test, mean_layers) =
+    let (configuration, test, mean_layers, speeds) =
         match (&selected.measure, selected.tau, selected.lambda) {
             (Some(measure), Some(tau), Some(lambda)) if !selected.never_exit => {
                 let measure = Measure::from_name(measure)
@@ -173,16 +178,23 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                 } else {
                     depth
                 };
+                // Wall-clock tokens/s of the full model and of the certified configuration.
+                let speeds = (
+                    result.full_tokens as f64 / result.full_seconds.max(1e-9),
+                    result.early_tokens as f64 / result.early_seconds.max(1e-9),
+                );
                 (
                     format!("{} tau={tau} lambda={lambda}", measure.name()),
                     test_guarantee(&losses, &options),
                     mean_layers,
+                    speeds,
                 )
             }
             _ => (
                 "never exit (full model)".to_string(),
                 test_guarantee(&vec![0.0; sweep_examples.len()], &options),
                 depth,
+                (0.0, 0.0),
             ),
         };
     let layers_regressed = mean_layers > selected.mean_layers * (1.0 + args.max_layer_regression);
@@ -200,6 +212,13 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         epsilon: options.epsilon,
         test,
         mean_layers,
+        full_tokens_per_second: speeds.0,
+        selected_tokens_per_second: speeds.1,
+        wall_clock_speedup: if speeds.0 > 0.0 {
+            speeds.1 / speeds.0
+        } else {
+            1.0
+        },
         calibrated_mean_layers: selected.mean_layers,
         max_layer_regression: args.max_layer_regression,
         layers_regressed,
@@ -247,6 +266,14 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                 "ok"
             }
         );
+        if report.full_tokens_per_second > 0.0 {
+            println!(
+                "  speed: full model {:.1} tokens/s, certified configuration {:.1} tokens/s (x{:.2})",
+                report.full_tokens_per_second,
+                report.selected_tokens_per_second,
+                report.wall_clock_speedup
+            );
+        }
         println!(
             "  verdict: {}",
             if holds {

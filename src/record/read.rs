@@ -5,19 +5,76 @@ use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader, Series};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Whether `name` matches a shell-style `pattern` with `*` (any run) and `?` (any character).
+fn wildcard_match(pattern: &[char], name: &[char]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some('*'), _) => {
+            wildcard_match(&pattern[1..], name)
+                || (!name.is_empty() && wildcard_match(pattern, &name[1..]))
+        }
+        (Some('?'), Some(_)) => wildcard_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => wildcard_match(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Expand `*` / `?` in the file-name part of each path (e.g. `'runs/shards/*.parquet'`, quoted
+/// so the shell leaves it alone), in sorted order. A pattern that matches nothing is an error.
+pub fn expand_record_paths(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>> {
+    let mut expanded = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.contains(['*', '?']) {
+            expanded.push(path.to_path_buf());
+            continue;
+        }
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let pattern: Vec<char> = name.chars().collect();
+        let mut matches: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {} for {}", dir.display(), path.display()))?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| {
+                let file = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .chars()
+                    .collect::<Vec<_>>();
+                wildcard_match(&pattern, &file)
+            })
+            .map(|entry| entry.path())
+            .collect();
+        if matches.is_empty() {
+            bail!("{}: no records files match", path.display());
+        }
+        matches.sort();
+        expanded.extend(matches);
+    }
+    Ok(expanded)
+}
 
 /// Read and validate records from every file, combining them (shards from several machines).
-/// Errors name the file, the row (1-based, counting data rows) and the field.
+/// Paths may use `*` and `?` in their file names. Errors name the file, the row (1-based,
+/// counting data rows) and the field.
 pub fn read_records(paths: &[impl AsRef<Path>]) -> Result<Records> {
     if paths.is_empty() {
         bail!("no records files given");
     }
+    let paths = expand_record_paths(paths)?;
     let mut records = Records::default();
     let mut example_index: HashMap<String, u32> = HashMap::new();
     let mut measure_index: HashMap<String, u32> = HashMap::new();
     for (file_number, path) in paths.iter().enumerate() {
-        let path = path.as_ref();
+        let path = path.as_path();
         let frame = read_frame(path)?;
         if frame.height() == 0 {
             bail!("{}: the file has no records (empty)", path.display());
@@ -273,4 +330,27 @@ fn count_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<u32>> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    fn matches(pattern: &str, name: &str) -> bool {
+        wildcard_match(
+            &pattern.chars().collect::<Vec<_>>(),
+            &name.chars().collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(matches("records-*.parquet", "records-1-of-2.parquet"));
+        assert!(matches("*", "anything"));
+        assert!(matches("r?.csv", "r1.csv"));
+        assert!(!matches("r?.csv", "r12.csv"));
+        assert!(!matches("records-*.parquet", "records-1.csv"));
+        assert!(matches("a*b*c", "aXXbYYc"));
+        assert!(!matches("a*b*c", "aXXbYY"));
+    }
 }

@@ -8,7 +8,7 @@ use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::record::tokens::{layers_parquet, tokens_parquet};
-use crate::record::{records_bytes, Records, SourceFile};
+use crate::record::{Records, SourceFile};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -189,20 +189,7 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
         &mut |_| {},
     )?;
     let path = out.join(format!("records-{k}-of-{n}.parquet"));
-    let full_per_row: Vec<String> = result
-        .records
-        .rows
-        .iter()
-        .map(|r| result.full_texts[r.example as usize].clone())
-        .collect();
-    crate::record::write_records(
-        &result.records,
-        &path,
-        &[
-            ("early_output", &result.early_texts),
-            ("full_output", &full_per_row),
-        ],
-    )?;
+    crate::util::atomic::write_file_atomically(&path, &result.records_file(&path)?)?;
     Ok(path)
 }
 
@@ -264,20 +251,7 @@ pub fn calibrate_model(
     bar.finish_and_clear();
 
     let records_path = out.join("records.parquet");
-    let full_per_row: Vec<String> = result
-        .records
-        .rows
-        .iter()
-        .map(|r| result.full_texts[r.example as usize].clone())
-        .collect();
-    let bytes = records_bytes(
-        &result.records,
-        &records_path,
-        &[
-            ("early_output", &result.early_texts),
-            ("full_output", &full_per_row),
-        ],
-    )?;
+    let bytes = result.records_file(&records_path)?;
     let mut records = result.records.clone();
     records.sources = vec![SourceFile {
         path: records_path.clone(),

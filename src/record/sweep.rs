@@ -312,6 +312,27 @@ pub fn sweep(
     })
 }
 
+impl SweepOutput {
+    /// The records file (`.parquet` or `.csv` by `path`'s name) with the early and full output
+    /// texts of every row as extra columns.
+    pub fn records_file(&self, path: &std::path::Path) -> Result<Vec<u8>> {
+        let full_per_row: Vec<String> = self
+            .records
+            .rows
+            .iter()
+            .map(|r| self.full_texts[r.example as usize].clone())
+            .collect();
+        super::records_bytes(
+            &self.records,
+            path,
+            &[
+                ("early_output", &self.early_texts),
+                ("full_output", &full_per_row),
+            ],
+        )
+    }
+}
+
 /// One [`TokenRow`] per generated token of `generation`.
 fn push_token_rows(
     rows: &mut Vec<TokenRow>,

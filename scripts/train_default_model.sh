@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 RUN_DIR="${1:-$HOME/.cache/calm/runs/bible-d128}"
 THREADS="${2:-1}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calm/target}"
-cargo build --release --locked
-CALM="$CARGO_TARGET_DIR/release/calm"
+# The dev profile compiles dependencies at opt-level 3 (Cargo.toml) and shares the test build.
+cargo build --locked
+CALM="$CARGO_TARGET_DIR/debug/calm"
 "$CALM" train --data datasets/bible/train.jsonl.gz --out "$RUN_DIR" \
   --d-model 128 --d-ff 512 --heads 4 --encoder-layers 4 --decoder-layers 8 --vocab-size 4000 \
   --steps 4500 --warmup 300 --learning-rate 1.5e-3 --batch-tokens 4096 --checkpoint-every 100 \

@@ -329,3 +329,43 @@ fn shards_swept_apart_calibrate_together() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("no records files match"));
 }
+
+#[test]
+fn without_inputs_or_out_the_defaults_apply() {
+    let dir = scratch("defaults");
+    let data = data_file(&dir, 6);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_calm"))
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // No model embedded in this directory: a clear error, nothing written.
+    let bare = run(&["calibrate"]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("embedded default model"));
+    // A model without --out writes reports/<model>-<task>-<consistency>/ (δ defaults to 0.1).
+    let with_model = run(&[
+        "calibrate",
+        "--model",
+        &model(),
+        "--data",
+        data.to_str().unwrap(),
+        "--task",
+        "copy",
+        "--lambdas",
+        "1,0.5",
+        "--taus",
+        "0",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(
+        with_model.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_model.stderr)
+    );
+    let thresholds = read_json(&dir.join("reports/gated-copy-textual/thresholds.json"));
+    assert_eq!(thresholds["inputs"]["delta"], 0.1);
+}

@@ -15,22 +15,23 @@ Example:\n  calm calibrate --records datasets/example/records.parquet --delta 0.
 )]
 pub struct CalibrateArgs {
     /// Records files (CSV or Parquet; shards are combined). See docs/records.md.
-    #[arg(long, num_args = 1.., value_name = "FILE", required_unless_present = "model", conflicts_with_all = ["model", "data"])]
+    #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["model", "data"])]
     pub records: Vec<PathBuf>,
-    /// Run this checkpoint over --data to make the records (instead of --records).
-    #[arg(long, value_name = "DIR", requires = "data")]
+    /// Run this checkpoint over --data to make the records (instead of --records)
+    /// [default without --records: the embedded model, datasets/bible/model].
+    #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub sweep: super::calibrate_model::SweepArgs,
     /// Risk bound δ: the largest tolerated expected loss, in (0, 1).
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", default_value_t = 0.1)]
     pub delta: f64,
     /// Failure probability ε: the guarantee P(risk ≤ δ) ≥ 1 − ε, in (0, 1).
     #[arg(long, value_name = "E", default_value_t = 0.05)]
     pub epsilon: f64,
-    /// Output directory for thresholds.json and candidates.csv.
+    /// Output directory [default with a model: reports/<model>-<task>-<consistency>/].
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// p-value of each candidate.
     #[arg(long, value_enum, default_value_t = PValueMethod::Hb)]
     pub pvalue: PValueMethod,
@@ -48,7 +49,55 @@ pub struct CalibrateArgs {
     pub require_certified: bool,
 }
 
-pub fn run(args: CalibrateArgs) -> Result<u8> {
+/// The embedded default model and its calibration split, used when no input is named.
+const DEFAULT_MODEL: &str = "datasets/bible/model";
+const DEFAULT_DATA: &str = "datasets/bible/calibration.jsonl.gz";
+const DEFAULT_TASK: &str = "modernize";
+
+pub fn run(mut args: CalibrateArgs) -> Result<u8> {
+    if args.records.is_empty() {
+        if args.model.is_none() {
+            let model = PathBuf::from(DEFAULT_MODEL);
+            if !model.join("model.safetensors").is_file() {
+                anyhow::bail!(
+                    "no --records or --model given, and the embedded default model ({DEFAULT_MODEL}) is not there: \
+                     train it with scripts/train_default_model.sh, or pass --model DIR or --records FILE"
+                );
+            }
+            args.model = Some(model);
+            if args.sweep.task.is_none() {
+                args.sweep.task = Some(DEFAULT_TASK.to_string());
+            }
+        }
+        if args.sweep.data.is_none() {
+            args.sweep.data = Some(PathBuf::from(DEFAULT_DATA));
+        }
+    }
+    let out = match (&args.out, &args.model) {
+        (Some(out), _) => out.clone(),
+        (None, Some(model)) => {
+            let name = model
+                .file_name()
+                .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+            let name = if name == "model" {
+                model
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map_or(name.clone(), |n| n.to_string_lossy().into_owned())
+            } else {
+                name
+            };
+            let task = args.sweep.task.clone().unwrap_or_else(|| "all".into());
+            let consistency = serde_json::to_value(args.sweep.consistency)?
+                .as_str()
+                .unwrap_or("textual")
+                .to_string();
+            PathBuf::from("reports").join(format!("{name}-{task}-{consistency}"))
+        }
+        (None, None) => anyhow::bail!("--out is required with --records"),
+    };
+    args.out = Some(out.clone());
+    let args = args;
     let options = CalibrationOptions {
         delta: args.delta,
         epsilon: args.epsilon,
@@ -58,20 +107,18 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
     };
     options.validate()?;
     if let (Some(model), Some((k, n))) = (&args.model, args.sweep.shard) {
-        let path = super::calibrate_model::sweep_shard(model, &args.sweep, &args.out)?;
+        let path = super::calibrate_model::sweep_shard(model, &args.sweep, &out)?;
         println!(
             "wrote {} (shard {k} of {n}); when every shard is done: calm calibrate --records '{}' --delta {} --epsilon {} --out DIR",
             path.display(),
-            args.out.join("records-*.parquet").display(),
+            out.join("records-*.parquet").display(),
             args.delta,
             args.epsilon
         );
         return Ok(0);
     }
     let (output, written, records) = match &args.model {
-        Some(model) => {
-            super::calibrate_model::calibrate_model(model, &args.sweep, &options, &args.out)?
-        }
+        Some(model) => super::calibrate_model::calibrate_model(model, &args.sweep, &options, &out)?,
         None => {
             let records = read_records(&args.records)?;
             let table = LossTable::from_records(&records)?;
@@ -82,7 +129,7 @@ pub fn run(args: CalibrateArgs) -> Result<u8> {
                 .iter()
                 .map(|(name, bytes)| (name.as_str(), bytes.clone()))
                 .collect();
-            let written = output.write_with(&args.out, files)?;
+            let written = output.write_with(&out, files)?;
             (output, written, records)
         }
     };

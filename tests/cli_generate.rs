@@ -300,3 +300,90 @@ fn bad_checkpoints_and_inputs_give_clear_errors() {
         &["exit layer 9"],
     );
 }
+
+#[test]
+fn a_certified_config_drives_generation_and_must_match_the_model() {
+    let dir = std::env::temp_dir().join(format!("calm-gen-{}-certified", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| serde_json::json!({"id": format!("{i}"), "task": "t", "input": "the cat sat on the mat", "reference": "the cat"}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let model = fixture();
+    let out = dir.join("run");
+    let calibrated = calm(
+        &[
+            "calibrate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--delta",
+            "0.5",
+            "--epsilon",
+            "0.3",
+            "--lambdas",
+            "0.5",
+            "--taus",
+            "0",
+            "--measures",
+            "state",
+            "--max-new-tokens",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        calibrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&calibrated.stderr)
+    );
+    let thresholds: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("thresholds.json")).unwrap())
+            .unwrap();
+    let generated = calm(
+        &[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--thresholds",
+            out.join("thresholds.json").to_str().unwrap(),
+            "--input",
+            "the cat sat on the mat",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let json: Value = serde_json::from_slice(&generated.stdout).unwrap();
+    // The calibrated horizon N = 5 applies, and the selected configuration's layers are used.
+    assert!(json["tokens"].as_array().unwrap().len() <= 5);
+    if thresholds["selected"]["never_exit"] == true {
+        assert!(json["exit_layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l == 3));
+    }
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5/tied-relu");
+    expect_error(
+        &[
+            "generate",
+            "--model",
+            other.to_str().unwrap(),
+            "--thresholds",
+            out.join("thresholds.json").to_str().unwrap(),
+            "--input",
+            "x",
+        ],
+        &["calibrated for another model"],
+    );
+}

@@ -1,11 +1,12 @@
 //! `calm generate`: run the model with or without early exit and show where each token exited.
 
+use crate::calibrate::thresholds::ThresholdsFile;
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 #[command(
@@ -40,9 +41,14 @@ pub struct GenerateArgs {
     /// Always exit at this layer (analysis).
     #[arg(long, value_name = "J")]
     pub exit_layer: Option<usize>,
-    /// Maximum output length N (also the horizon of the decaying threshold).
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: usize,
+    /// Use the certified configuration of a thresholds.json (from `calm calibrate --model`
+    /// with this model: the sha256 must match) and its output length.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["measure", "never_exit", "oracle", "exit_layer"])]
+    pub thresholds: Option<PathBuf>,
+    /// Maximum output length N, also the horizon of the decaying threshold
+    /// [default: 64, or the calibrated N with --thresholds].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Print JSON: text, tokens, exit_layers (and per-token confidences).
     #[arg(long)]
     pub json: bool,
@@ -96,12 +102,53 @@ impl GenerateArgs {
     }
 }
 
+/// The certified policy and output length of a thresholds file made for this checkpoint.
+fn certified_policy(path: &Path, checkpoint: &Checkpoint) -> Result<(ExitPolicy, Option<usize>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: ThresholdsFile = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a calm thresholds file", path.display()))?;
+    let run = config.run.as_ref();
+    if let Some(sha) = run.and_then(|r| r["model_sha256"].as_str()) {
+        if sha != checkpoint.model_sha256 {
+            bail!(
+                "{} was calibrated for another model (sha256 {sha}, this one is {})",
+                path.display(),
+                checkpoint.model_sha256
+            );
+        }
+    }
+    let max_new_tokens = run
+        .and_then(|r| r["max_new_tokens"].as_u64())
+        .map(|n| n as usize);
+    let selected = &config.selected;
+    let policy = match (&selected.measure, selected.tau, selected.lambda) {
+        (Some(measure), Some(tau), Some(lambda)) if !selected.never_exit => ExitPolicy::Threshold {
+            measure: Measure::from_name(measure)
+                .with_context(|| format!("{}: unknown measure {measure:?}", path.display()))?,
+            lambda,
+            tau,
+            min_exit: 1,
+        },
+        _ => ExitPolicy::Never,
+    };
+    Ok((policy, max_new_tokens))
+}
+
 pub fn run(args: GenerateArgs) -> Result<u8> {
     set_threads(args.threads);
-    let policy = args.policy()?;
+    let mut policy = args.policy()?;
     let checkpoint = Checkpoint::load(&args.model)?;
+    let mut calibrated_length = None;
+    if let Some(path) = &args.thresholds {
+        let (certified, length) = certified_policy(path, &checkpoint)?;
+        policy = certified;
+        calibrated_length = length;
+    }
+    // λ_t decays over the horizon N: with --thresholds keep the calibrated one unless overridden.
+    let max_new_tokens = args.max_new_tokens.or(calibrated_length).unwrap_or(64);
     let options = GenerationOptions {
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens,
         policy,
         record_all_layers: false,
     };

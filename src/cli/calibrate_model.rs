@@ -3,7 +3,7 @@
 
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
-use crate::data::read_examples;
+use crate::data::read_task_examples;
 use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
@@ -119,21 +119,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
         bail!("--measures classifier needs a checkpoint with an exit classifier (calm train-classifier)");
     }
-    let mut examples = read_examples(data)?;
-    if let Some(task) = &args.task {
-        let known: std::collections::BTreeSet<String> =
-            examples.iter().map(|e| e.task.clone()).collect();
-        examples.retain(|e| &e.task == task);
-        if examples.is_empty() {
-            bail!(
-                "{}: no examples of task {task:?} (tasks there: {known:?})",
-                data.display()
-            );
-        }
-    }
-    if let Some(max) = args.max_examples {
-        examples.truncate(max);
-    }
+    let mut examples = read_task_examples(data, args.task.as_deref(), args.max_examples)?;
     if let Some((k, n)) = args.shard {
         examples = examples.into_iter().skip(k - 1).step_by(n).collect();
         if examples.is_empty() {

@@ -6,7 +6,7 @@ use super::EXIT_NEGATIVE;
 use crate::calibrate::check::{test_guarantee, GuaranteeTest};
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{CalibrationOptions, PValueMethod, Procedure};
-use crate::data::read_examples;
+use crate::data::read_task_examples;
 use crate::model::{Checkpoint, Measure};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::util::atomic::write_file_atomically;
@@ -118,16 +118,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     };
     let max_new_tokens = run["max_new_tokens"].as_u64().unwrap_or(64) as usize;
 
-    let mut examples = read_examples(&args.data)?;
-    if let Some(task) = run["task"].as_str() {
-        examples.retain(|e| e.task == task);
-        if examples.is_empty() {
-            bail!("{}: no examples of task {task:?}", args.data.display());
-        }
-    }
-    if let Some(max) = args.max_examples {
-        examples.truncate(max);
-    }
+    let examples = read_task_examples(&args.data, run["task"].as_str(), args.max_examples)?;
     let sweep_examples = examples
         .iter()
         .map(|e| {

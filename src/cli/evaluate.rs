@@ -1,9 +1,9 @@
 //! `calm evaluate`: the model card's numbers for one task.
 
-use crate::data::read_examples;
+use crate::data::read_task_examples;
 use crate::model::Checkpoint;
 use crate::record::evaluate::evaluate;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -33,18 +33,7 @@ pub struct EvaluateArgs {
 pub fn run(args: EvaluateArgs) -> Result<u8> {
     super::generate::set_threads(1);
     let checkpoint = Checkpoint::load(&args.model)?;
-    let mut examples = read_examples(&args.data)?;
-    examples.retain(|e| e.task == args.task);
-    if examples.is_empty() {
-        bail!(
-            "{}: no examples of task {:?}",
-            args.data.display(),
-            args.task
-        );
-    }
-    if let Some(max) = args.max_examples {
-        examples.truncate(max);
-    }
+    let examples = read_task_examples(&args.data, Some(&args.task), args.max_examples)?;
     let inputs = examples
         .iter()
         .map(|e| {

@@ -15,6 +15,31 @@ pub struct Example {
     pub reference: String,
 }
 
+/// Read the examples of `path`, keep those of `task` (all when None), then the first `max`.
+/// Errors name the file and, for an unknown task, the tasks it holds.
+pub fn read_task_examples(
+    path: &Path,
+    task: Option<&str>,
+    max: Option<usize>,
+) -> Result<Vec<Example>> {
+    let mut examples = read_examples(path)?;
+    if let Some(task) = task {
+        let known: std::collections::BTreeSet<String> =
+            examples.iter().map(|e| e.task.clone()).collect();
+        examples.retain(|e| e.task == task);
+        if examples.is_empty() {
+            bail!(
+                "{}: no examples of task {task:?} (tasks there: {known:?})",
+                path.display()
+            );
+        }
+    }
+    if let Some(max) = max {
+        examples.truncate(max);
+    }
+    Ok(examples)
+}
+
 /// Read examples from a `.jsonl` or `.jsonl.gz` file. Errors name the file and line.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let file =

@@ -8,7 +8,7 @@ use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{calibrate, CalibrationOptions, LossTable};
 use crate::record::tokens::{LayerRow, TokenRow};
 use anyhow::Result;
-use plots::{Histogram, LineChart, Series};
+use plots::{Histogram, LegendPlace, LineChart, Series};
 use std::fmt::Write as _;
 
 /// Risk bounds on the frontier plot's x axis.
@@ -79,7 +79,7 @@ fn confidence_chart(layers: &[LayerRow], depth: u32) -> LineChart {
         y_range: (low.min(0.0) - 0.02, 1.02),
         series,
         reference: None,
-        legend_right: false,
+        legend: LegendPlace::MiddleRight,
     }
 }
 
@@ -155,7 +155,7 @@ pub fn build_report(
             y_range: (0.0, y_max.max(options.delta * 1.2)),
             series: risk_series,
             reference: Some((options.delta, format!("δ = {}", options.delta))),
-            legend_right: true,
+            legend: LegendPlace::UpperRight,
         })?,
     );
     add(
@@ -168,7 +168,7 @@ pub fn build_report(
             y_range: (0.0, depth + 0.5),
             series: layer_series,
             reference: Some((depth, format!("full model: {depth} layers"))),
-            legend_right: false,
+            legend: LegendPlace::UpperLeft,
         })?,
     );
 
@@ -217,7 +217,7 @@ pub fn build_report(
             y_range: (0.9, top_speedup * 1.1 + 0.1),
             series: frontier,
             reference: Some((1.0, "full model".into())),
-            legend_right: false,
+            legend: LegendPlace::UpperLeft,
         })?,
     );
 
@@ -273,13 +273,14 @@ pub fn build_report(
             .iter()
             .filter(|r| r.configuration == configuration)
         {
+            // Five outputs, their first 24 tokens each, fit the canvas.
             if row.position == 0 {
-                if sentences.len() == 6 {
+                if sentences.len() == 5 {
                     break;
                 }
                 sentences.push(Vec::new());
             }
-            if let Some(sentence) = sentences.last_mut() {
+            if let Some(sentence) = sentences.last_mut().filter(|s| s.len() < 24) {
                 sentence.push((row.piece.clone(), row.exit_layer));
             }
         }

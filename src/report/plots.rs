@@ -29,8 +29,15 @@ pub struct LineChart {
     pub y_range: (f64, f64),
     pub series: Vec<Series>,
     pub reference: Option<(f64, String)>,
-    /// Put the legend in the upper right corner instead of the upper left.
-    pub legend_right: bool,
+    pub legend: LegendPlace,
+}
+
+/// Where a chart's legend goes (where its lines are not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegendPlace {
+    UpperLeft,
+    UpperRight,
+    MiddleRight,
 }
 
 /// A histogram: counts per integer-labelled bin.
@@ -149,10 +156,10 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
-        .position(if chart.legend_right {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::UpperLeft
+        .position(match chart.legend {
+            LegendPlace::UpperLeft => SeriesLabelPosition::UpperLeft,
+            LegendPlace::UpperRight => SeriesLabelPosition::UpperRight,
+            LegendPlace::MiddleRight => SeriesLabelPosition::MiddleRight,
         })
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;

@@ -107,6 +107,7 @@ fn options(data: PathBuf, steps: usize) -> TrainOptions {
         clip_norm: 1.0,
         seed: 5,
         checkpoint_every: 2,
+        copy_share: 0.0,
     }
 }
 
@@ -259,4 +260,19 @@ fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
         let b: Vec<f32> = new[name].flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(a, b, "{name} changed");
     }
+}
+
+#[test]
+fn identity_pairs_train_and_old_states_still_resume() {
+    let dir = scratch("copy");
+    let data = tiny_dataset(&dir);
+    let mut with_copies = options(data.clone(), 2);
+    with_copies.copy_share = 0.5;
+    let state = train(&with_copies, &dir.join("run"), StopAt::default()).unwrap();
+    assert_eq!(state.step, 2);
+    // A trainer state written before `copy_share` existed reads as copy_share = 0.
+    let mut value = serde_json::to_value(options(data, 2)).unwrap();
+    value.as_object_mut().unwrap().remove("copy_share");
+    let parsed: TrainOptions = serde_json::from_value(value).unwrap();
+    assert_eq!(parsed.copy_share, 0.0);
 }

@@ -59,6 +59,10 @@ pub struct TrainArgs {
     /// Compute threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Also train on identity pairs (prefix + reference → reference) for this share of the
+    /// examples, which makes copying easy to learn early.
+    #[arg(long, default_value_t = 0.0)]
+    pub copy_share: f64,
     /// Stop (with a checkpoint) after this many minutes; rerun the same command to resume.
     #[arg(long, value_name = "MINUTES")]
     pub stop_after_minutes: Option<f64>,
@@ -71,6 +75,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     }
     if args.heads == 0 || args.d_model % args.heads != 0 {
         bail!("--d-model must be a multiple of --heads");
+    }
+    if !(0.0..=1.0).contains(&args.copy_share) {
+        bail!("--copy-share must lie in [0, 1]");
     }
     if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
         bail!("--learning-rate must be a positive number");
@@ -93,6 +100,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         clip_norm: args.clip_norm,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        copy_share: args.copy_share,
     };
     let stop = StopAt {
         steps: None,

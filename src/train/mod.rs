@@ -45,6 +45,10 @@ pub struct TrainOptions {
     pub clip_norm: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// Share of examples that also appear as an identity pair (task prefix + reference →
+    /// reference), to make copying easy to learn early. 0 disables it.
+    #[serde(default)]
+    pub copy_share: f64,
 }
 
 /// Progress saved with every checkpoint.
@@ -85,20 +89,21 @@ fn model_config(options: &TrainOptions, vocab: usize) -> T5Config {
     }
 }
 
+/// Token ids of `text` (with `</s>`); errors name the file and example.
+fn encode_text(tokenizer: &Tokenizer, text: &str, path: &Path, id: &str) -> Result<Vec<u32>> {
+    Ok(tokenizer
+        .encode(text, true)
+        .map_err(|e| anyhow::anyhow!("{}: cannot tokenize {id:?}: {e}", path.display()))?
+        .get_ids()
+        .to_vec())
+}
+
 /// Tokenize every example of the files into pairs of at most `max_tokens` tokens a side.
 pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
     let mut pairs = Vec::new();
     for path in data {
         for example in read_examples(path)? {
-            let encode = |text: &str| -> Result<Vec<u32>> {
-                Ok(tokenizer
-                    .encode(text, true)
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
-                    })?
-                    .get_ids()
-                    .to_vec())
-            };
+            let encode = |text: &str| encode_text(tokenizer, text, path, &example.id);
             let pair = Pair {
                 source: encode(&example.input)?,
                 target: encode(&example.reference)?,
@@ -110,6 +115,40 @@ pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) ->
     }
     if pairs.is_empty() {
         bail!("no pairs within {max_tokens} tokens a side");
+    }
+    Ok(pairs)
+}
+
+/// Identity pairs (the example's task prefix + its reference → its reference) for a seeded
+/// `copy_share` of the training examples.
+fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+    let mut rng = crate::util::rng::Rng::new(options.seed ^ 0xC0FF_EE00);
+    let mut pairs = Vec::new();
+    for path in &options.data {
+        for example in read_examples(path)? {
+            if !rng.bernoulli(options.copy_share) {
+                continue;
+            }
+            let prefix = example
+                .input
+                .split_once(": ")
+                .map_or("", |(prefix, _)| prefix);
+            let source = if prefix.is_empty() {
+                example.reference.clone()
+            } else {
+                format!("{prefix}: {}", example.reference)
+            };
+            let encode = |text: &str| encode_text(tokenizer, text, path, &example.id);
+            let pair = Pair {
+                source: encode(&source)?,
+                target: encode(&example.reference)?,
+            };
+            if pair.source.len() <= options.max_tokens_per_sequence
+                && pair.target.len() <= options.max_tokens_per_sequence
+            {
+                pairs.push(pair);
+            }
+        }
     }
     Ok(pairs)
 }
@@ -288,7 +327,10 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
     let vocab = tokenizer.get_vocab_size(true);
     let config = model_config(options, vocab);
     config.validate()?;
-    let pairs = load_pairs(&options.data, options.max_tokens_per_sequence, &tokenizer)?;
+    let mut pairs = load_pairs(&options.data, options.max_tokens_per_sequence, &tokenizer)?;
+    if options.copy_share > 0.0 {
+        pairs.extend(identity_pairs(options, &tokenizer)?);
+    }
 
     let mut varmap = VarMap::new();
     let model = trainable_model(&config, &varmap, options.seed, &device)?;

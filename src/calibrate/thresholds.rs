@@ -128,10 +128,10 @@ impl ThresholdsFile {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+    pub fn to_json(&self) -> Result<String> {
+        let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        text
+        Ok(text)
     }
 
     /// The candidate table as CSV, same columns as the JSON table.
@@ -163,7 +163,7 @@ impl ThresholdsFile {
     /// Write `thresholds.json`, `candidates.csv` and `more` files into `dir`, all or none.
     pub fn write_with(&self, dir: &Path, more: Vec<(&str, Vec<u8>)>) -> Result<Vec<PathBuf>> {
         let mut files = vec![
-            ("thresholds.json", self.to_json().into_bytes()),
+            ("thresholds.json", self.to_json()?.into_bytes()),
             ("candidates.csv", self.candidates_csv().into_bytes()),
         ];
         files.extend(more);

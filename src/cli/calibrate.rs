@@ -137,7 +137,7 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
     let num_layers = output.inputs.num_layers;
 
     if args.json {
-        print!("{}", output.to_json());
+        print!("{}", output.to_json()?);
     } else {
         let measures = records.measures.len();
         println!(

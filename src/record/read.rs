@@ -2,8 +2,9 @@
 
 use super::{RecordRow, Records, RowOrigin, SourceFile, COLUMNS, RECORDS_VERSION};
 use crate::util::sha256_file;
+use crate::util::table::{read_table, text_column};
 use anyhow::{bail, Context, Result};
-use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader, Series};
+use polars::prelude::{DataFrame, DataType, Series};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +76,7 @@ pub fn read_records(paths: &[impl AsRef<Path>]) -> Result<Records> {
     let mut measure_index: HashMap<String, u32> = HashMap::new();
     for (file_number, path) in paths.iter().enumerate() {
         let path = path.as_path();
-        let frame = read_frame(path)?;
+        let frame = read_table(path, "records")?;
         if frame.height() == 0 {
             bail!("{}: the file has no records (empty)", path.display());
         }
@@ -170,35 +171,6 @@ fn validate_row(row: &RecordRow) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn read_frame(path: &Path) -> Result<DataFrame> {
-    let metadata =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if metadata.len() == 0 {
-        bail!("{}: the file is empty", path.display());
-    }
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".parquet") || name.ends_with(".pq") {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        ParquetReader::new(file)
-            .finish()
-            .with_context(|| format!("{}: not a readable Parquet file", path.display()))
-    } else if name.ends_with(".csv") {
-        // Every column is read as text and parsed here, so errors can name the row and value.
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|reader| reader.finish())
-            .with_context(|| format!("{}: not a readable CSV file", path.display()))
-    } else {
-        bail!(
-            "{}: unknown records format (expected a .csv or .parquet file)",
-            path.display()
-        )
-    }
-}
-
 /// The schema's columns of one file, decoded to Rust values.
 struct FileColumns {
     example: Vec<String>,
@@ -255,25 +227,6 @@ impl FileColumns {
 
 fn series<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Series> {
     Ok(frame.column(name)?.as_materialized_series())
-}
-
-fn text_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<String>> {
-    let column = series(frame, name)?;
-    let text = column
-        .cast(&DataType::String)
-        .with_context(|| format!("{}: column `{name}` cannot be read as text", path.display()))?;
-    text.str()?
-        .iter()
-        .enumerate()
-        .map(|(row, value)| match value {
-            Some(value) if !value.trim().is_empty() => Ok(value.to_string()),
-            _ => bail!(
-                "{} row {}: field `{name}` is empty",
-                path.display(),
-                row + 1
-            ),
-        })
-        .collect()
 }
 
 fn number_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>> {

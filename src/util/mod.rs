@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod rng;
+pub mod table;
 
 use sha2::{Digest, Sha256};
 use std::io::Read;

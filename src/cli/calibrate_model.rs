@@ -270,6 +270,7 @@ pub fn calibrate_model(
             "full_seconds": result.full_seconds,
             "early_tokens": result.early_tokens,
             "early_seconds": result.early_seconds,
+            "configurations": result.timings,
             "jobs": args.jobs,
         },
     }));

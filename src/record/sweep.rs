@@ -63,6 +63,19 @@ pub struct SweepOutput {
     pub token_rows: Vec<TokenRow>,
     /// Record mode on the full model: every layer of every token.
     pub layer_rows: Vec<LayerRow>,
+    /// Per evaluated configuration: decoding wall-clock seconds and generated tokens over all
+    /// examples (the full model's are `full_seconds` and `full_tokens`).
+    pub timings: Vec<ConfigurationTiming>,
+}
+
+/// Wall-clock cost of decoding every example with one configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConfigurationTiming {
+    pub measure: String,
+    pub tau: f64,
+    pub lambda: f64,
+    pub seconds: f64,
+    pub tokens: usize,
 }
 
 /// One decoded output.
@@ -160,6 +173,16 @@ pub fn sweep(
     progress: &mut dyn FnMut(usize),
 ) -> Result<SweepOutput> {
     let depth = checkpoint.model.num_decoder_layers() as u32;
+    // Record mode on the full model (not timed; it also warms up caches and allocations before
+    // the timed passes): every layer's confidences for every token.
+    let recorded = decode_examples(
+        checkpoint,
+        examples,
+        ExitPolicy::Never,
+        options.max_new_tokens,
+        options.jobs,
+        true,
+    )?;
     let start = std::time::Instant::now();
     let full = decode_examples(
         checkpoint,
@@ -170,15 +193,6 @@ pub fn sweep(
         false,
     )?;
     let full_seconds = start.elapsed().as_secs_f64();
-    // Record mode on the full model (not timed): every layer's confidences for every token.
-    let recorded = decode_examples(
-        checkpoint,
-        examples,
-        ExitPolicy::Never,
-        options.max_new_tokens,
-        options.jobs,
-        true,
-    )?;
     let mut layer_rows = Vec::new();
     let mut token_rows = Vec::new();
     for (index, decoded) in recorded.iter().enumerate() {
@@ -229,6 +243,7 @@ pub fn sweep(
     let (mut evaluated, mut early_tokens) = (0, 0);
     // Decoding time of the early-exit passes only (not the losses or traces).
     let mut early_seconds = 0.0;
+    let mut timings = Vec::new();
     for (measure_index, &measure) in options.measures.iter().enumerate() {
         for &tau in &options.taus {
             for &lambda in &options.lambdas {
@@ -247,7 +262,15 @@ pub fn sweep(
                     options.jobs,
                     false,
                 )?;
-                early_seconds += decoding.elapsed().as_secs_f64();
+                let seconds = decoding.elapsed().as_secs_f64();
+                early_seconds += seconds;
+                timings.push(ConfigurationTiming {
+                    measure: measure.name().to_string(),
+                    tau,
+                    lambda,
+                    seconds,
+                    tokens: early.iter().map(|d| d.tokens).sum(),
+                });
                 let configuration = format!("{} tau={tau} lambda={lambda}", measure.name());
                 evaluated += 1;
                 progress(evaluated);
@@ -312,6 +335,7 @@ pub fn sweep(
         early_seconds,
         token_rows,
         layer_rows,
+        timings,
     })
 }
 

@@ -1,30 +1,11 @@
 //! End-to-end tests of `calm calibrate` and `calm simulate-records` through the binary.
 
+mod common;
+
+use common::{calm, read_json, scratch, text};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn calm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_calm"))
-        .args(args)
-        .output()
-        .expect("calm binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("calm-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("json file")).expect("valid json")
-}
+use std::path::Path;
+use std::process::Command;
 
 const HEADER: &str = "example,measure,tau,lambda,loss,layers,tokens,num_layers";
 

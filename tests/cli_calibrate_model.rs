@@ -1,29 +1,10 @@
 //! `calm calibrate --model --data`: the sweep end to end on a tiny checkpoint.
 
-use serde_json::Value;
+mod common;
+
+use common::{calm, model, read_json, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn calm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_calm"))
-        .args(args)
-        .output()
-        .expect("calm runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("calm-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn model() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/t5/gated")
-        .display()
-        .to_string()
-}
+use std::process::Command;
 
 fn data_file(dir: &Path, n: usize) -> PathBuf {
     let words = [
@@ -40,10 +21,6 @@ fn data_file(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("data.jsonl");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]

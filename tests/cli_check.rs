@@ -1,23 +1,12 @@
 //! `calm check`, the CI gate: holds on data like the calibration data, flags a violated
 //! guarantee and a layer regression (exit 1), refuses a config from another model (exit 2).
 
+mod common;
+
+use common::{calm, model};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn calm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_calm"))
-        .args(args)
-        .output()
-        .expect("calm runs")
-}
-
-fn model() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/t5/gated")
-        .display()
-        .to_string()
-}
+use std::process::Output;
 
 fn data(dir: &Path, name: &str, offset: usize) -> PathBuf {
     let words = [

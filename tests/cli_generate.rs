@@ -1,33 +1,10 @@
 //! `calm generate` through the binary: JSON output, stdin mode, and clear errors for bad checkpoints.
 
+mod common;
+
+use common::{calm_with_stdin as calm, gated_fixture as fixture};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5/gated")
-}
-
-fn calm(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_calm"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("calm runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
 
 fn reference_case(index: usize) -> Value {
     let text = std::fs::read_to_string(fixture().join("reference.json")).unwrap();

@@ -1,6 +1,8 @@
 //! Training: gradients reach every parameter, one step lowers the loss on a fixed batch, a saved
 //! checkpoint reloads to identical outputs, and a resumed run equals an uninterrupted one.
 
+mod common;
+
 use calm::model::init::parameter_shapes;
 use calm::model::{Checkpoint, T5Config};
 use calm::train::loss::calm_loss;
@@ -8,6 +10,7 @@ use calm::train::optimizer::{AdamW, AdamWConfig};
 use calm::train::{train, trainable_model, StopAt, TrainOptions};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use common::scratch;
 use std::path::PathBuf;
 
 fn tiny_config() -> T5Config {
@@ -109,13 +112,6 @@ fn options(data: PathBuf, steps: usize) -> TrainOptions {
         checkpoint_every: 2,
         copy_share: 0.0,
     }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("calm-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! Helpers shared by the end-to-end tests: run the binary, scratch directories, fixtures.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Run `calm` with `args`.
+pub fn calm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args(args)
+        .output()
+        .expect("calm binary runs")
+}
+
+/// Run `calm` with `args`, feeding `stdin` (closed at once when None).
+pub fn calm_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("calm binary runs");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .expect("stdin accepts input");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("calm finishes")
+}
+
+/// A fresh, empty directory for one test (unique per test binary run and `name`).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("calm-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("json file")).expect("valid json")
+}
+
+/// The tiny gated (T5 v1.1 layout) fixture checkpoint made by transformers.
+pub fn gated_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5/gated")
+}
+
+/// [`gated_fixture`] as a command-line argument.
+pub fn model() -> String {
+    gated_fixture().display().to_string()
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Measure the numbers of the model card (MODEL.md) for a checkpoint on the test split:
+# per task, BLEU and ROUGE-L of the full model, of every exit layer and of the oracle, the oracle's
+# mean layers, the share of tokens where each layer agrees with the top layer, and the copy
+# baseline; then the exit classifier's per-layer F1 (`calm train-classifier --eval`).
+#
+#   scripts/model_card.sh MODEL_DIR [JOBS] > model-card-numbers.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL="${1:?usage: scripts/model_card.sh MODEL_DIR [JOBS]}"
+JOBS="${2:-2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calm/target}"
+cargo build --locked --quiet
+CALM="$CARGO_TARGET_DIR/debug/calm"
+echo "# Measured on $(date -u +%Y-%m-%d) with \`scripts/model_card.sh $MODEL\`"
+echo
+echo "model.safetensors sha256: $(sha256sum "$MODEL/model.safetensors" | cut -d' ' -f1)"
+for task in modernize translate-en-fr; do
+  echo
+  echo "## $task (datasets/bible/test.jsonl.gz)"
+  echo
+  "$CALM" evaluate --model "$MODEL" --data datasets/bible/test.jsonl.gz --task "$task" --jobs "$JOBS" 2>/dev/null
+done

@@ -2,7 +2,8 @@
 # Measure the numbers of the model card (MODEL.md) for a checkpoint on the test split:
 # per task, BLEU and ROUGE-L of the full model, of every exit layer and of the oracle, the oracle's
 # mean layers, the share of tokens where each layer agrees with the top layer, and the copy
-# baseline; then the exit classifier's per-layer F1 (`calm train-classifier --eval`).
+# baseline. The exit classifier's per-layer F1 comes from `calm train-classifier --eval`
+# (scripts/train_default_model.sh prints it).
 #
 #   scripts/model_card.sh MODEL_DIR [JOBS] > model-card-numbers.md
 set -euo pipefail

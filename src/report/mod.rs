@@ -387,9 +387,14 @@ fn markdown(
         let sweep = &run["sweep"];
         let evaluated = sweep["configurations_evaluated"].as_f64().unwrap_or(0.0);
         let grid = sweep["configurations_in_grid"].as_f64().unwrap_or(0.0);
+        let note = if evaluated < grid {
+            "; chains stop at their first failed test"
+        } else {
+            ""
+        };
         let _ = writeln!(
             md,
-            "| sweep | {evaluated} of {grid} configurations decoded ({:.0}% of the grid; chains stop at their first failed test) |",
+            "| sweep | {evaluated} of {grid} configurations decoded ({:.0}% of the grid{note}) |",
             100.0 * evaluated / grid.max(1.0)
         );
         if let (Some(tokens), Some(seconds)) = (

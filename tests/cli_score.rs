@@ -1,25 +1,14 @@
 //! `calm score` through the binary, on values from the reference packages
 //! (shared/reference/learn-then-test.md §4: rouge-score 0.1.2, sacrebleu 2.6.0).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 
 fn score(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_calm"))
-        .arg("score")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut all = vec!["score"];
+    all.extend_from_slice(args);
+    common::calm_with_stdin(&all, Some(stdin))
 }
 
 const PAIRS: &str = concat!(

@@ -111,6 +111,7 @@ fn options(data: PathBuf, steps: usize) -> TrainOptions {
         seed: 5,
         checkpoint_every: 2,
         copy_share: 0.0,
+        init_from: None,
     }
 }
 
@@ -213,6 +214,31 @@ fn an_interrupted_run_resumes_exactly() {
     // The log has one row per step, whichever way the run went.
     let log = std::fs::read_to_string(resumed.join("train_log.csv")).unwrap();
     assert_eq!(log.lines().count(), 7);
+    // A run killed between checkpoints logged steps past its checkpoint; resuming redoes
+    // them and the log still holds each step once.
+    let killed = dir.join("killed");
+    train(
+        &options(data.clone(), 6),
+        &killed,
+        StopAt {
+            steps: Some(4),
+            seconds: None,
+        },
+    )
+    .unwrap();
+    let log_path = killed.join("train_log.csv");
+    let mut text = std::fs::read_to_string(&log_path).unwrap();
+    text.push_str(log.lines().nth(5).unwrap());
+    text.push('\n');
+    std::fs::write(&log_path, text).unwrap();
+    train(&options(data.clone(), 6), &killed, StopAt::default()).unwrap();
+    let steps: Vec<String> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(steps, ["1", "2", "3", "4", "5", "6"]);
     // Different options refuse to resume into the same directory.
     let mut other = options(data, 6);
     other.learning_rate = 1e-2;
@@ -271,4 +297,40 @@ fn identity_pairs_train_and_old_states_still_resume() {
     value.as_object_mut().unwrap().remove("copy_share");
     let parsed: TrainOptions = serde_json::from_value(value).unwrap();
     assert_eq!(parsed.copy_share, 0.0);
+}
+
+#[test]
+fn a_run_can_start_from_another_checkpoint() {
+    let dir = scratch("init-from");
+    let data = tiny_dataset(&dir);
+    let first = dir.join("first");
+    train(&options(data.clone(), 4), &first, StopAt::default()).unwrap();
+    // With a vanishing learning rate the continued model is the starting one (AdamW's weight
+    // decay scales with the learning rate too) and the tokenizer is reused, not retrained.
+    let mut continued = options(data.clone(), 1);
+    continued.learning_rate = 1e-30;
+    continued.seed = 9;
+    continued.init_from = Some(first.clone());
+    let second = dir.join("second");
+    train(&continued, &second, StopAt::default()).unwrap();
+    assert_eq!(
+        std::fs::read(first.join("tokenizer.json")).unwrap(),
+        std::fs::read(second.join("tokenizer.json")).unwrap()
+    );
+    let a = candle_core::safetensors::load(first.join("model.safetensors"), &Device::Cpu).unwrap();
+    let b = candle_core::safetensors::load(second.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (name, tensor) in &a {
+        let x: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(x, y, "{name} differs from the starting checkpoint");
+    }
+    // A checkpoint of another shape is refused, naming what differs.
+    let mut wider = options(data, 1);
+    wider.d_model = 32;
+    wider.init_from = Some(first);
+    let error = train(&wider, &dir.join("third"), StopAt::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("d_model is 16"), "{error}");
 }

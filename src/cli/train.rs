@@ -63,9 +63,16 @@ pub struct TrainArgs {
     /// examples, which makes copying easy to learn early.
     #[arg(long, default_value_t = 0.0)]
     pub copy_share: f64,
+    /// Start from this checkpoint's weights and tokenizer (fresh optimizer and learning-rate
+    /// schedule); the model options must describe the same shape.
+    #[arg(long, value_name = "DIR")]
+    pub init_from: Option<PathBuf>,
     /// Stop (with a checkpoint) after this many minutes; rerun the same command to resume.
     #[arg(long, value_name = "MINUTES")]
     pub stop_after_minutes: Option<f64>,
+    /// Stop (with a checkpoint) at this step; rerun the same command to resume.
+    #[arg(long, value_name = "STEP")]
+    pub stop_after_steps: Option<usize>,
 }
 
 pub fn run(args: TrainArgs) -> Result<u8> {
@@ -101,9 +108,10 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         copy_share: args.copy_share,
+        init_from: args.init_from,
     };
     let stop = StopAt {
-        steps: None,
+        steps: args.stop_after_steps,
         seconds: args.stop_after_minutes.map(|m| m * 60.0),
     };
     let total_steps = options.steps;

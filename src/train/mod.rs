@@ -49,6 +49,10 @@ pub struct TrainOptions {
     /// reference), to make copying easy to learn early. 0 disables it.
     #[serde(default)]
     pub copy_share: f64,
+    /// Start from this checkpoint's weights and tokenizer (fresh optimizer and schedule)
+    /// instead of a random initialisation; its shape must match the options.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 /// Progress saved with every checkpoint.
@@ -281,6 +285,64 @@ pub fn save_checkpoint(
     Ok(())
 }
 
+/// Keep the log's header and its rows up to `step` (the checkpoint being resumed).
+fn truncate_log(path: &Path, step: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: unreadable training log", path.display()))?;
+    let mut kept = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        let row_step = line.split(',').next().and_then(|s| s.parse::<usize>().ok());
+        if i == 0 || row_step.is_some_and(|s| s <= step) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if kept.len() != text.len() {
+        crate::util::atomic::write_file_atomically(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The `--init-from` checkpoint must have the shape the options ask for; name what differs.
+fn check_init_shape(config: &T5Config, init: &Path) -> Result<()> {
+    let path = init.join("config.json");
+    let found = T5Config::from_file(&path)?;
+    let pairs = [
+        ("vocab_size", config.vocab_size, found.vocab_size),
+        ("d_model", config.d_model, found.d_model),
+        ("d_kv", config.d_kv, found.d_kv),
+        ("d_ff", config.d_ff, found.d_ff),
+        ("num_layers", config.num_layers, found.num_layers),
+        (
+            "num_decoder_layers",
+            config.decoder_layers(),
+            found.decoder_layers(),
+        ),
+        ("num_heads", config.num_heads, found.num_heads),
+    ];
+    let mut differences: Vec<String> = pairs
+        .iter()
+        .filter(|(_, want, got)| want != got)
+        .map(|(name, want, got)| format!("{name} is {got}, the options ask for {want}"))
+        .collect();
+    if config.tie_word_embeddings != found.tie_word_embeddings {
+        differences.push(format!(
+            "tie_word_embeddings is {}, the options ask for {}",
+            found.tie_word_embeddings, config.tie_word_embeddings
+        ));
+    }
+    if config.feed_forward_proj != found.feed_forward_proj {
+        differences.push(format!(
+            "feed_forward_proj is {:?}, training uses {:?}",
+            found.feed_forward_proj, config.feed_forward_proj
+        ));
+    }
+    if !differences.is_empty() {
+        bail!("{}: {}", path.display(), differences.join("; "));
+    }
+    Ok(())
+}
+
 /// When to stop before `steps` (a checkpoint is written at the stop); not part of the run's
 /// identity, so a stopped run resumes with the same options.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -309,11 +371,17 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
         None
     };
 
-    // Tokenizer: trained once per run, reused on resume.
-    let tokenizer = match &resumed {
-        Some(_) => Tokenizer::from_file(out.join("tokenizer.json"))
+    // Tokenizer: trained once per run (or taken from --init-from), reused on resume.
+    let tokenizer = match (&resumed, &options.init_from) {
+        (Some(_), _) => Tokenizer::from_file(out.join("tokenizer.json"))
             .map_err(|e| anyhow::anyhow!("cannot load the run's tokenizer: {e}"))?,
-        None => {
+        (None, Some(init)) => Tokenizer::from_file(init.join("tokenizer.json")).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot load tokenizer: {e}",
+                init.join("tokenizer.json").display()
+            )
+        })?,
+        (None, None) => {
             let mut texts = Vec::new();
             for path in &options.data {
                 for example in read_examples(path)? {
@@ -327,6 +395,9 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
     let vocab = tokenizer.get_vocab_size(true);
     let config = model_config(options, vocab);
     config.validate()?;
+    if let (None, Some(init)) = (&resumed, &options.init_from) {
+        check_init_shape(&config, init)?;
+    }
     let mut pairs = load_pairs(&options.data, options.max_tokens_per_sequence, &tokenizer)?;
     if options.copy_share > 0.0 {
         pairs.extend(identity_pairs(options, &tokenizer)?);
@@ -348,18 +419,34 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
             optimizer.restore(&moments, state.step);
             state
         }
-        None => TrainerState {
-            options: options.clone(),
-            step: 0,
-            epoch: 0,
-            batch_in_epoch: 0,
-            tokens_seen: 0,
-            elapsed_seconds: 0.0,
-        },
+        None => {
+            if let Some(init) = &options.init_from {
+                varmap
+                    .load(init.join("model.safetensors"))
+                    .with_context(|| {
+                        format!(
+                            "{}: cannot load weights",
+                            init.join("model.safetensors").display()
+                        )
+                    })?;
+            }
+            TrainerState {
+                options: options.clone(),
+                step: 0,
+                epoch: 0,
+                batch_in_epoch: 0,
+                tokens_seen: 0,
+                elapsed_seconds: 0.0,
+            }
+        }
     };
 
     std::fs::create_dir_all(out)?;
     let log_path = out.join(LOG_FILE);
+    if log_path.exists() {
+        // A run killed between checkpoints logged steps it will now redo.
+        truncate_log(&log_path, state.step)?;
+    }
     let new_log = !log_path.exists();
     let mut log = std::fs::OpenOptions::new()
         .create(true)

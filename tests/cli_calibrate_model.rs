@@ -2,25 +2,12 @@
 
 mod common;
 
-use common::{calm, model, read_json, scratch};
+use common::{calm, copy_examples, model, read_json, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn data_file(dir: &Path, n: usize) -> PathBuf {
-    let words = [
-        "the", "cat", "sat", "on", "mat", "dog", "runs", "a", "bird", "sings", "tree", "house",
-    ];
-    let mut text = String::new();
-    for i in 0..n {
-        let sentence: Vec<&str> = (0..3 + i % 4)
-            .map(|j| words[(i * 5 + j * 3) % words.len()])
-            .collect();
-        text.push_str(&serde_json::json!({"id": format!("ex{i:03}"), "task": "copy", "input": sentence.join(" "), "reference": sentence.join(" ")}).to_string());
-        text.push('\n');
-    }
-    let path = dir.join("data.jsonl");
-    std::fs::write(&path, text).unwrap();
-    path
+    copy_examples(dir, "data.jsonl", 0, n)
 }
 
 #[test]
@@ -222,6 +209,12 @@ fn bad_sweep_input_is_rejected() {
         &["no examples"],
         &out,
     );
+    // A bad benchmark file fails before the sweep, naming the file.
+    let broken_path = broken.to_str().unwrap().to_string();
+    let args = with(&[]);
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refs.extend(["--bench-data", broken_path.as_str()]);
+    expect_error(&refs, &["broken.jsonl line 2"], &out);
 }
 
 #[test]

@@ -3,35 +3,18 @@
 
 mod common;
 
-use common::{calm, model};
+use common::{calm, copy_examples, model};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn data(dir: &Path, name: &str, offset: usize) -> PathBuf {
-    let words = [
-        "the", "cat", "sat", "on", "mat", "dog", "runs", "a", "bird", "sings", "tree", "house",
-    ];
-    let mut text = String::new();
-    for i in offset..offset + 30 {
-        let s: Vec<&str> = (0..3 + i % 4)
-            .map(|j| words[(i * 5 + j * 3) % words.len()])
-            .collect();
-        text.push_str(&serde_json::json!({"id": format!("ex{i:03}"), "task": "copy", "input": s.join(" "), "reference": s.join(" ")}).to_string());
-        text.push('\n');
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Calibrate once, then return the run folder, a fresh data file and the thresholds JSON.
 fn calibrated(name: &str) -> (PathBuf, PathBuf, Value) {
     let dir = std::env::temp_dir().join(format!("calm-check-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cal = data(&dir, "cal.jsonl", 0);
-    let fresh = data(&dir, "fresh.jsonl", 100);
+    let cal = copy_examples(&dir, "cal.jsonl", 0, 30);
+    let fresh = copy_examples(&dir, "fresh.jsonl", 100, 30);
     let out = dir.join("run");
     let run = calm(&[
         "calibrate",
@@ -53,6 +36,8 @@ fn calibrated(name: &str) -> (PathBuf, PathBuf, Value) {
         "state",
         "--max-new-tokens",
         "8",
+        "--bench-data",
+        fresh.to_str().unwrap(),
     ]);
     assert!(
         run.status.success(),
@@ -97,6 +82,18 @@ fn the_gate_holds_flags_violations_and_regressions() {
     let report: Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(report["holds"], true);
     assert!(out.join("check.json").exists());
+    // The calibration's held-out benchmark (--bench-data) decoded the same fresh data with the
+    // same configuration: the gate's risk and layers agree with it, and the report shows it.
+    assert_eq!(json["selected"]["never_exit"], false);
+    let bench = &json["run"]["benchmark"];
+    assert_eq!(bench["examples"], 30);
+    assert_eq!(bench["risk"], report["test"]["risk"]);
+    assert_eq!(bench["mean_layers"], report["mean_layers"]);
+    assert!(bench["full_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(bench["tokens_per_second"].as_f64().unwrap() > 0.0);
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("| benchmark |"), "{markdown}");
+    assert!(markdown.contains("on 30 held-out examples"), "{markdown}");
 
     // The same model forced to exit at the first layer whatever it thinks (softmax-max, λ = 0)
     // against a near-zero bound: the fresh data must reject the guarantee.

@@ -53,6 +53,7 @@ pub struct CalibrateArgs {
 const DEFAULT_MODEL: &str = "datasets/bible/model";
 const DEFAULT_DATA: &str = "datasets/bible/calibration.jsonl.gz";
 const DEFAULT_TASK: &str = "modernize";
+const DEFAULT_BENCH_DATA: &str = "datasets/bible/test.jsonl.gz";
 
 pub fn run(mut args: CalibrateArgs) -> Result<u8> {
     if args.records.is_empty() {
@@ -67,6 +68,9 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
             args.model = Some(model);
             if args.sweep.task.is_none() {
                 args.sweep.task = Some(DEFAULT_TASK.to_string());
+            }
+            if args.sweep.bench_data.is_none() {
+                args.sweep.bench_data = Some(PathBuf::from(DEFAULT_BENCH_DATA));
             }
         }
         if args.sweep.data.is_none() {

@@ -6,6 +6,7 @@ use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTab
 use crate::data::read_task_examples;
 use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
+use crate::record::replay::{encode_examples, replay_configuration, Configuration};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::record::tokens::{layers_parquet, tokens_parquet};
 use crate::record::{Records, SourceFile};
@@ -59,6 +60,14 @@ pub struct SweepArgs {
     /// only `records-k-of-N.parquet`; finish with `calm calibrate --records 'DIR/records-*.parquet'`.
     #[arg(long, value_name = "k/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
+    /// Held-out labelled examples for the report's benchmark line: wall-clock tokens/s of the full
+    /// model and of the selected configuration, and its risk there
+    /// [default with the embedded model: datasets/bible/test.jsonl.gz].
+    #[arg(long, value_name = "FILE")]
+    pub bench_data: Option<PathBuf>,
+    /// Decode at most this many examples of --bench-data (the first ones of the task).
+    #[arg(long, default_value_t = 200)]
+    pub bench_examples: usize,
 }
 
 fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
@@ -112,12 +121,24 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--taus must be finite numbers ≥ 0");
     }
-    if args.measures.is_empty() || args.jobs == 0 || args.max_new_tokens == 0 {
-        bail!("--measures, --jobs and --max-new-tokens must not be empty or zero");
+    if args.measures.is_empty()
+        || args.jobs == 0
+        || args.max_new_tokens == 0
+        || args.bench_examples == 0
+    {
+        bail!(
+            "--measures, --jobs, --max-new-tokens and --bench-examples must not be empty or zero"
+        );
     }
     let checkpoint = Checkpoint::load(model_dir)?;
     if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
         bail!("--measures classifier needs a checkpoint with an exit classifier (calm train-classifier)");
+    }
+    if let Some(bench) = &args.bench_data {
+        // Fail before the sweep, not after it, on a bad benchmark file.
+        let bench_examples =
+            read_task_examples(bench, args.task.as_deref(), Some(args.bench_examples))?;
+        encode_examples(&checkpoint, &bench_examples, bench)?;
     }
     let mut examples = read_task_examples(data, args.task.as_deref(), args.max_examples)?;
     if let Some((k, n)) = args.shard {
@@ -126,21 +147,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
             bail!("{}: shard {k}/{n} holds no examples", data.display());
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut sweep_examples = Vec::with_capacity(examples.len());
-    for example in &examples {
-        if !seen.insert(example.id.clone()) {
-            bail!("{}: duplicate example id {:?}", data.display(), example.id);
-        }
-        let input_ids = checkpoint
-            .encode(&example.input)
-            .with_context(|| format!("{}: example {:?}", data.display(), example.id))?;
-        sweep_examples.push(SweepExample {
-            id: example.id.clone(),
-            input_ids,
-            reference: example.reference.clone(),
-        });
-    }
+    let sweep_examples = encode_examples(&checkpoint, &examples, data)?;
 
     Ok(Prepared {
         checkpoint,
@@ -177,6 +184,57 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
     let path = out.join(format!("records-{k}-of-{n}.parquet"));
     crate::util::atomic::write_file_atomically(&path, &result.records_file(&path)?)?;
     Ok(path)
+}
+
+/// The selected configuration against the full model on held-out data (`--bench-data`): speeds,
+/// risk and mean layers, as JSON for `thresholds.json` (null when nothing was selected).
+fn benchmark(
+    checkpoint: &Checkpoint,
+    output: &ThresholdsFile,
+    args: &SweepArgs,
+    metric: Metric,
+    bench: &Path,
+) -> Result<serde_json::Value> {
+    let selected = &output.selected;
+    let (Some(name), Some(tau), Some(lambda)) = (&selected.measure, selected.tau, selected.lambda)
+    else {
+        return Ok(serde_json::Value::Null);
+    };
+    if selected.never_exit {
+        return Ok(serde_json::Value::Null);
+    }
+    let measure = Measure::from_name(name).with_context(|| format!("unknown measure {name:?}"))?;
+    let examples = read_task_examples(bench, args.task.as_deref(), Some(args.bench_examples))?;
+    let examples = encode_examples(checkpoint, &examples, bench)?;
+    let spinner = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner().with_message(format!(
+            "benchmark: full model and {name} tau={tau} lambda={lambda} on {} examples of {}",
+            examples.len(),
+            bench.display()
+        ))
+    } else {
+        ProgressBar::hidden()
+    };
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
+    let run = replay_configuration(
+        checkpoint,
+        &examples,
+        Configuration {
+            measure,
+            tau,
+            lambda,
+        },
+        args.consistency,
+        &score,
+        args.max_new_tokens,
+        args.jobs,
+    )?;
+    spinner.finish_and_clear();
+    let mut value = serde_json::to_value(&run)?;
+    value["data"] = serde_json::json!(bench);
+    value["data_sha256"] = serde_json::json!(sha256_file(bench)?);
+    Ok(value)
 }
 
 pub fn calibrate_model(
@@ -250,6 +308,10 @@ pub fn calibrate_model(
     let table = LossTable::from_records(&records)?;
     let calibration = calibrate(&table, options)?;
     let mut output = ThresholdsFile::new(&calibration, &records.sources);
+    let benchmark = match &args.bench_data {
+        Some(bench) => benchmark(&checkpoint, &output, args, metric, bench)?,
+        None => serde_json::Value::Null,
+    };
     output.run = Some(serde_json::json!({
         "model": model_dir,
         "model_sha256": checkpoint.model_sha256,
@@ -273,6 +335,7 @@ pub fn calibrate_model(
             "configurations": result.timings,
             "jobs": args.jobs,
         },
+        "benchmark": benchmark,
     }));
     let traces = crate::report::Traces {
         tokens: &result.token_rows,

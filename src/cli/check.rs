@@ -8,7 +8,8 @@ use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{CalibrationOptions, PValueMethod, Procedure};
 use crate::data::read_task_examples;
 use crate::model::{Checkpoint, Measure};
-use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
+use crate::record::replay::{encode_examples, replay_configuration, Configuration};
+use crate::record::sweep::Consistency;
 use crate::util::atomic::write_file_atomically;
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
@@ -119,18 +120,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let max_new_tokens = run["max_new_tokens"].as_u64().unwrap_or(64) as usize;
 
     let examples = read_task_examples(&args.data, run["task"].as_str(), args.max_examples)?;
-    let sweep_examples = examples
-        .iter()
-        .map(|e| {
-            Ok(SweepExample {
-                id: e.id.clone(),
-                input_ids: checkpoint
-                    .encode(&e.input)
-                    .with_context(|| format!("{}: example {:?}", args.data.display(), e.id))?,
-                reference: e.reference.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let sweep_examples = encode_examples(&checkpoint, &examples, &args.data)?;
 
     let selected = &config.selected;
     let depth = checkpoint.model.num_decoder_layers() as f64;
@@ -139,46 +129,25 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             (Some(measure), Some(tau), Some(lambda)) if !selected.never_exit => {
                 let measure = Measure::from_name(measure)
                     .with_context(|| format!("thresholds.json: unknown measure {measure:?}"))?;
-                let sweep_options = SweepOptions {
-                    measures: vec![measure],
-                    taus: vec![tau],
-                    lambdas: vec![lambda],
-                    consistency,
-                    max_new_tokens,
-                    jobs: args.jobs,
-                };
                 let score = |p: &str, r: &str| metric.score(p, r);
-                let result = sweep(
+                let replay = replay_configuration(
                     &checkpoint,
                     &sweep_examples,
-                    &sweep_options,
+                    Configuration {
+                        measure,
+                        tau,
+                        lambda,
+                    },
+                    consistency,
                     &score,
-                    &mut |_| false,
-                    &mut |_| {},
+                    max_new_tokens,
+                    args.jobs,
                 )?;
-                let losses: Vec<f64> = result.records.rows.iter().map(|r| r.loss).collect();
-                let tokens: f64 = result.records.rows.iter().map(|r| r.tokens as f64).sum();
-                let weighted: f64 = result
-                    .records
-                    .rows
-                    .iter()
-                    .map(|r| r.layers * r.tokens as f64)
-                    .sum();
-                let mean_layers = if tokens > 0.0 {
-                    weighted / tokens
-                } else {
-                    depth
-                };
-                // Wall-clock tokens/s of the full model and of the certified configuration.
-                let speeds = (
-                    result.full_tokens as f64 / result.full_seconds.max(1e-9),
-                    result.early_tokens as f64 / result.early_seconds.max(1e-9),
-                );
                 (
                     format!("{} tau={tau} lambda={lambda}", measure.name()),
-                    test_guarantee(&losses, &options),
-                    mean_layers,
-                    speeds,
+                    test_guarantee(&replay.losses, &options),
+                    replay.mean_layers,
+                    (replay.full_tokens_per_second, replay.tokens_per_second),
                 )
             }
             _ => (

@@ -3,6 +3,7 @@
 
 pub mod evaluate;
 mod read;
+pub mod replay;
 mod simulate;
 pub mod sweep;
 pub mod tokens;

@@ -63,3 +63,28 @@ pub fn gated_fixture() -> PathBuf {
 pub fn model() -> String {
     gated_fixture().display().to_string()
 }
+
+/// `n` labelled copy-task examples (ids ex<offset>…) written as JSONL to `dir/name`.
+#[allow(dead_code)]
+pub fn copy_examples(dir: &Path, name: &str, offset: usize, n: usize) -> PathBuf {
+    let words = [
+        "the", "cat", "sat", "on", "mat", "dog", "runs", "a", "bird", "sings", "tree", "house",
+    ];
+    let mut text = String::new();
+    for i in offset..offset + n {
+        let sentence: Vec<&str> = (0..3 + i % 4)
+            .map(|j| words[(i * 5 + j * 3) % words.len()])
+            .collect();
+        let line = serde_json::json!({
+            "id": format!("ex{i:03}"),
+            "task": "copy",
+            "input": sentence.join(" "),
+            "reference": sentence.join(" "),
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("test data written");
+    path
+}

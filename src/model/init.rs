@@ -79,8 +79,10 @@ fn normal(rng: &mut Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// Seeded random weights: layer norms 1, biases 0, embeddings N(0, 1), every projection
-/// N(0, fan_in^-1/2) (so activations keep their scale), the LM head N(0, d_model^-1/2).
+/// Seeded random weights as transformers initialises T5: layer norms 1, biases 0, embeddings
+/// N(0, 1), queries N(0, (d_model·d_kv)^-1/2), relative position biases N(0, d_model^-1/2), every
+/// other projection N(0, fan_in^-1/2) (so activations keep their scale), the LM head
+/// N(0, d_model^-1/2).
 pub fn random_weights(
     config: &T5Config,
     with_classifier: bool,
@@ -96,12 +98,17 @@ pub fn random_weights(
         } else if name == EXIT_CLASSIFIER_BIAS {
             vec![0.0; count]
         } else {
+            let fan_in = *shape.last().unwrap_or(&1) as f64;
             let std = if name == "shared.weight" {
                 1.0
             } else if name.contains("relative_attention_bias") {
-                0.5
+                (config.d_model as f64).powf(-0.5)
+            } else if name.ends_with(".q.weight") {
+                // T5 has no 1/sqrt(d_kv) in attention; the query init carries it, so that
+                // attention logits start at unit scale instead of saturating the softmax.
+                (fan_in * config.d_kv as f64).powf(-0.5)
             } else {
-                (*shape.last().unwrap_or(&1) as f64).powf(-0.5)
+                fan_in.powf(-0.5)
             };
             (0..count)
                 .map(|_| (normal(&mut rng) * std) as f32)
@@ -110,4 +117,71 @@ pub fn random_weights(
         weights.insert(name, Tensor::from_vec(values, shape, device)?);
     }
     Ok(weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn std_of(weights: &BTreeMap<String, Tensor>, name: &str) -> f64 {
+        let values: Vec<f32> = weights[name].flatten_all().unwrap().to_vec1().unwrap();
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        (values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt()
+    }
+
+    #[test]
+    fn initial_scales_follow_transformers_t5() {
+        let config = T5Config {
+            vocab_size: 300,
+            d_model: 128,
+            d_kv: 32,
+            d_ff: 512,
+            num_layers: 1,
+            num_decoder_layers: Some(1),
+            num_heads: 4,
+            relative_attention_num_buckets: 32,
+            relative_attention_max_distance: 128,
+            layer_norm_epsilon: 1e-6,
+            feed_forward_proj: "gated-gelu".into(),
+            tie_word_embeddings: false,
+            scale_decoder_outputs: None,
+            decoder_start_token_id: Some(0),
+            pad_token_id: Some(0),
+            eos_token_id: Some(1),
+            n_positions: Some(512),
+        };
+        let weights = random_weights(&config, false, 7, &Device::Cpu).unwrap();
+        let attention = "encoder.block.0.layer.0.SelfAttention";
+        // (name, expected std): T5PreTrainedModel._init_weights with factor 1.
+        let expected = [
+            ("shared.weight".to_string(), 1.0),
+            (
+                format!("{attention}.q.weight"),
+                (128.0f64 * 32.0).powf(-0.5),
+            ),
+            (format!("{attention}.k.weight"), 128f64.powf(-0.5)),
+            (format!("{attention}.o.weight"), 128f64.powf(-0.5)),
+            (
+                format!("{attention}.relative_attention_bias.weight"),
+                128f64.powf(-0.5),
+            ),
+            (
+                "encoder.block.0.layer.1.DenseReluDense.wo.weight".to_string(),
+                512f64.powf(-0.5),
+            ),
+        ];
+        for (name, want) in expected {
+            let got = std_of(&weights, &name);
+            assert!(
+                (got / want - 1.0).abs() < 0.1,
+                "{name}: std {got}, want {want}"
+            );
+        }
+    }
 }

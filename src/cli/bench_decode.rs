@@ -2,6 +2,7 @@
 //! time per token at exit layer j against the ideal L/j.
 
 use super::generate::set_threads;
+use crate::model::config::T5Shape;
 use crate::model::init::random_weights;
 use crate::model::t5::{EXIT_CLASSIFIER_BIAS, EXIT_CLASSIFIER_WEIGHT};
 use crate::model::{
@@ -88,25 +89,15 @@ struct DecodeBench {
 }
 
 fn random_model(args: &BenchDecodeArgs) -> Result<T5Model> {
-    let config = T5Config {
+    let config = T5Config::v1_1(T5Shape {
         vocab_size: args.vocab,
         d_model: args.d_model,
-        d_kv: args.d_model / args.heads.max(1),
         d_ff: args.d_ff,
-        num_layers: args.encoder_layers,
-        num_decoder_layers: Some(args.decoder_layers),
-        num_heads: args.heads,
-        relative_attention_num_buckets: 32,
-        relative_attention_max_distance: 128,
-        layer_norm_epsilon: 1e-6,
-        feed_forward_proj: "gated-gelu".into(),
-        tie_word_embeddings: false,
-        scale_decoder_outputs: None,
-        decoder_start_token_id: Some(0),
-        pad_token_id: Some(0),
-        eos_token_id: Some(1),
-        n_positions: None,
-    };
+        heads: args.heads,
+        encoder_layers: args.encoder_layers,
+        decoder_layers: args.decoder_layers,
+        tie_embeddings: false,
+    });
     config.validate()?;
     let device = Device::Cpu;
     let mut weights: HashMap<String, Tensor> = random_weights(&config, true, 7, &device)?

@@ -65,7 +65,43 @@ fn default_true() -> bool {
     true
 }
 
+/// The shape of a T5 v1.1 model (gated-gelu feed-forward), as `calm train` makes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct T5Shape {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub heads: usize,
+    pub encoder_layers: usize,
+    pub decoder_layers: usize,
+    pub tie_embeddings: bool,
+}
+
 impl T5Config {
+    /// A T5 v1.1 config of `shape` with T5's defaults (32 buckets, distance 128, pad 0, eos 1,
+    /// decoder start 0) and d_kv = d_model / heads.
+    pub fn v1_1(shape: T5Shape) -> Self {
+        T5Config {
+            vocab_size: shape.vocab_size,
+            d_model: shape.d_model,
+            d_kv: shape.d_model / shape.heads.max(1),
+            d_ff: shape.d_ff,
+            num_layers: shape.encoder_layers,
+            num_decoder_layers: Some(shape.decoder_layers),
+            num_heads: shape.heads,
+            relative_attention_num_buckets: default_buckets(),
+            relative_attention_max_distance: default_max_distance(),
+            layer_norm_epsilon: default_epsilon(),
+            feed_forward_proj: "gated-gelu".into(),
+            tie_word_embeddings: shape.tie_embeddings,
+            scale_decoder_outputs: None,
+            decoder_start_token_id: Some(0),
+            pad_token_id: Some(0),
+            eos_token_id: Some(1),
+            n_positions: None,
+        }
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read model config {}", path.display()))?;

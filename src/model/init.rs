@@ -137,25 +137,15 @@ mod tests {
 
     #[test]
     fn initial_scales_follow_transformers_t5() {
-        let config = T5Config {
+        let config = T5Config::v1_1(crate::model::config::T5Shape {
             vocab_size: 300,
             d_model: 128,
-            d_kv: 32,
             d_ff: 512,
-            num_layers: 1,
-            num_decoder_layers: Some(1),
-            num_heads: 4,
-            relative_attention_num_buckets: 32,
-            relative_attention_max_distance: 128,
-            layer_norm_epsilon: 1e-6,
-            feed_forward_proj: "gated-gelu".into(),
-            tie_word_embeddings: false,
-            scale_decoder_outputs: None,
-            decoder_start_token_id: Some(0),
-            pad_token_id: Some(0),
-            eos_token_id: Some(1),
-            n_positions: Some(512),
-        };
+            heads: 4,
+            encoder_layers: 1,
+            decoder_layers: 1,
+            tie_embeddings: false,
+        });
         let weights = random_weights(&config, false, 7, &Device::Cpu).unwrap();
         let attention = "encoder.block.0.layer.0.SelfAttention";
         // (name, expected std): T5PreTrainedModel._init_weights with factor 1.

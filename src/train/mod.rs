@@ -9,6 +9,7 @@ pub mod optimizer;
 pub mod tokenizer;
 
 use crate::data::read_examples;
+use crate::model::config::T5Shape;
 use crate::model::init::random_weights;
 use crate::model::{T5Config, T5Model};
 use crate::util::atomic::write_files_atomically;
@@ -73,23 +74,16 @@ const LOG_FILE: &str = "train_log.csv";
 
 fn model_config(options: &TrainOptions, vocab: usize) -> T5Config {
     T5Config {
-        vocab_size: vocab,
-        d_model: options.d_model,
-        d_kv: options.d_model / options.heads.max(1),
-        d_ff: options.d_ff,
-        num_layers: options.encoder_layers,
-        num_decoder_layers: Some(options.decoder_layers),
-        num_heads: options.heads,
-        relative_attention_num_buckets: 32,
-        relative_attention_max_distance: 128,
-        layer_norm_epsilon: 1e-6,
-        feed_forward_proj: "gated-gelu".into(),
-        tie_word_embeddings: options.tie_embeddings,
-        scale_decoder_outputs: None,
-        decoder_start_token_id: Some(0),
-        pad_token_id: Some(0),
-        eos_token_id: Some(1),
         n_positions: Some(512),
+        ..T5Config::v1_1(T5Shape {
+            vocab_size: vocab,
+            d_model: options.d_model,
+            d_ff: options.d_ff,
+            heads: options.heads,
+            encoder_layers: options.encoder_layers,
+            decoder_layers: options.decoder_layers,
+            tie_embeddings: options.tie_embeddings,
+        })
     }
 }
 

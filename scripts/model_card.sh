@@ -5,20 +5,25 @@
 # baseline. The exit classifier's per-layer F1 comes from `calm train-classifier --eval`
 # (scripts/train_default_model.sh prints it).
 #
-#   scripts/model_card.sh MODEL_DIR [JOBS] > model-card-numbers.md
+#   scripts/model_card.sh MODEL_DIR [JOBS] [MAX_EXAMPLES] > model-card-numbers.md
+#
+# MAX_EXAMPLES (default: all, about 2,050 a task) caps the examples per task: each costs ten
+# decodings (full model, eight forced exits, oracle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL="${1:?usage: scripts/model_card.sh MODEL_DIR [JOBS]}"
+MODEL="${1:?usage: scripts/model_card.sh MODEL_DIR [JOBS] [MAX_EXAMPLES]}"
 JOBS="${2:-2}"
+MAX=()
+if [ -n "${3:-}" ]; then MAX=(--max-examples "$3"); fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calm/target}"
 cargo build --locked --quiet
 CALM="$CARGO_TARGET_DIR/debug/calm"
-echo "# Measured on $(date -u +%Y-%m-%d) with \`scripts/model_card.sh $MODEL\`"
+echo "# Measured on $(date -u +%Y-%m-%d) with \`scripts/model_card.sh $*\`"
 echo
 echo "model.safetensors sha256: $(sha256sum "$MODEL/model.safetensors" | cut -d' ' -f1)"
 for task in modernize translate-en-fr; do
   echo
   echo "## $task (datasets/bible/test.jsonl.gz)"
   echo
-  "$CALM" evaluate --model "$MODEL" --data datasets/bible/test.jsonl.gz --task "$task" --jobs "$JOBS" 2>/dev/null
+  "$CALM" evaluate --model "$MODEL" --data datasets/bible/test.jsonl.gz --task "$task" --jobs "$JOBS" "${MAX[@]}" 2>/dev/null
 done

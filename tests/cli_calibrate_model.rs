@@ -338,4 +338,64 @@ fn without_inputs_or_out_the_defaults_apply() {
     );
     let thresholds = read_json(&dir.join("reports/gated-copy-textual/thresholds.json"));
     assert_eq!(thresholds["inputs"]["delta"], 0.1);
+
+    // The README's main job: with datasets/bible/ in place, no arguments at all calibrate the
+    // embedded model on the calibration split's modernize examples, sweep the classifier too
+    // (the model has one) and benchmark on the test split.
+    let bible = dir.join("datasets/bible");
+    let embedded = bible.join("model");
+    std::fs::create_dir_all(&embedded).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(common::gated_fixture().join(file), embedded.join(file)).unwrap();
+    }
+    let modernize = |name: &str, offset: usize| {
+        let plain = copy_examples(&dir, "plain.jsonl", offset, 8);
+        let text = std::fs::read_to_string(plain)
+            .unwrap()
+            .replace("\"task\":\"copy\"", "\"task\":\"modernize\"");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+        std::fs::write(bible.join(name), gz.finish().unwrap()).unwrap();
+    };
+    modernize("calibration.jsonl.gz", 0);
+    modernize("test.jsonl.gz", 50);
+    let classifier = run(&[
+        "train-classifier",
+        "--model",
+        embedded.to_str().unwrap(),
+        "--data",
+        bible.join("calibration.jsonl.gz").to_str().unwrap(),
+        "--steps",
+        "3",
+    ]);
+    assert!(
+        classifier.status.success(),
+        "{}",
+        String::from_utf8_lossy(&classifier.stderr)
+    );
+    let main_job = run(&["calibrate"]);
+    assert!(
+        main_job.status.success(),
+        "{}",
+        String::from_utf8_lossy(&main_job.stderr)
+    );
+    let thresholds = read_json(&dir.join("reports/bible-modernize-textual/thresholds.json"));
+    let run_info = &thresholds["run"];
+    assert_eq!(run_info["task"], "modernize");
+    assert_eq!(run_info["examples"], 8);
+    assert_eq!(
+        run_info["measures"],
+        serde_json::json!(["softmax-diff", "state", "classifier"])
+    );
+    assert_eq!(run_info["lambdas"].as_array().unwrap().len(), 20);
+    // Nothing selected on eight examples (never exit): then there is nothing to benchmark.
+    if thresholds["selected"]["never_exit"] == true {
+        assert!(run_info["benchmark"].is_null());
+    } else {
+        assert_eq!(run_info["benchmark"]["examples"], 8);
+        assert!(run_info["benchmark"]["data"]
+            .as_str()
+            .unwrap()
+            .ends_with("test.jsonl.gz"));
+    }
 }

@@ -27,13 +27,9 @@ pub struct SweepArgs {
     /// Only examples of this task.
     #[arg(long)]
     pub task: Option<String>,
-    /// Confidence measures to sweep (classifier needs a trained exit classifier).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "softmax-diff,state"
-    )]
+    /// Confidence measures to sweep [default: softmax-diff,state, and classifier when the
+    /// checkpoint has a trained exit classifier].
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub measures: Vec<Measure>,
     /// Temperatures τ of the decaying threshold.
     #[arg(long, value_delimiter = ',', default_value = "0,4")]
@@ -100,6 +96,7 @@ struct Prepared {
     checkpoint: Checkpoint,
     examples: Vec<SweepExample>,
     metric: Metric,
+    measures: Vec<Measure>,
     lambdas: Vec<f64>,
     data: PathBuf,
 }
@@ -121,19 +118,22 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--taus must be finite numbers ≥ 0");
     }
-    if args.measures.is_empty()
-        || args.jobs == 0
-        || args.max_new_tokens == 0
-        || args.bench_examples == 0
-    {
-        bail!(
-            "--measures, --jobs, --max-new-tokens and --bench-examples must not be empty or zero"
-        );
+    if args.jobs == 0 || args.max_new_tokens == 0 || args.bench_examples == 0 {
+        bail!("--jobs, --max-new-tokens and --bench-examples must not be zero");
     }
     let checkpoint = Checkpoint::load(model_dir)?;
     if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
         bail!("--measures classifier needs a checkpoint with an exit classifier (calm train-classifier)");
     }
+    let measures = if args.measures.is_empty() {
+        let mut measures = vec![Measure::SoftmaxDiff, Measure::State];
+        if checkpoint.model.has_exit_classifier() {
+            measures.push(Measure::Classifier);
+        }
+        measures
+    } else {
+        args.measures.clone()
+    };
     if let Some(bench) = &args.bench_data {
         // Fail before the sweep, not after it, on a bad benchmark file.
         let bench_examples =
@@ -153,6 +153,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
         checkpoint,
         examples: sweep_examples,
         metric,
+        measures,
         lambdas,
         data: data.clone(),
     })
@@ -163,7 +164,7 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
     let (k, n) = args.shard.context("no --shard")?;
     let prepared = prepare(model_dir, args)?;
     let sweep_options = SweepOptions {
-        measures: args.measures.clone(),
+        measures: prepared.measures.clone(),
         taus: args.taus.clone(),
         lambdas: prepared.lambdas.clone(),
         consistency: args.consistency,
@@ -247,12 +248,13 @@ pub fn calibrate_model(
         checkpoint,
         examples: sweep_examples,
         metric,
+        measures,
         lambdas,
         data,
     } = prepare(model_dir, args)?;
     let data = &data;
     // Fixed-sequence testing stops a chain at its first non-rejection: stop sweeping it there.
-    let chains = args.measures.len() * args.taus.len();
+    let chains = measures.len() * args.taus.len();
     let level = options.epsilon / chains as f64;
     let mut id_order: Vec<usize> = (0..sweep_examples.len()).collect();
     id_order.sort_by(|&a, &b| sweep_examples[a].id.cmp(&sweep_examples[b].id));
@@ -276,7 +278,7 @@ pub fn calibrate_model(
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
     let sweep_options = SweepOptions {
-        measures: args.measures.clone(),
+        measures: measures.clone(),
         taus: args.taus.clone(),
         lambdas: lambdas.clone(),
         consistency: args.consistency,
@@ -321,7 +323,7 @@ pub fn calibrate_model(
         "examples": sweep_examples.len(),
         "metric": metric.name(),
         "consistency": args.consistency,
-        "measures": args.measures.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "measures": measures.iter().map(|m| m.name()).collect::<Vec<_>>(),
         "taus": args.taus,
         "lambdas": lambdas,
         "max_new_tokens": args.max_new_tokens,

@@ -18,7 +18,6 @@ fn chain_label(measure: &str, tau: f64) -> String {
     format!("{measure} τ={tau}")
 }
 
-/// Every report file: (name, bytes).
 /// Per-token traces of a model sweep, for the plots that need them.
 pub struct Traces<'a> {
     pub tokens: &'a [TokenRow],
@@ -81,6 +80,19 @@ fn confidence_chart(layers: &[LayerRow], depth: u32) -> LineChart {
         reference: None,
         legend: LegendPlace::MiddleRight,
     }
+}
+
+/// Mean decoder layers per token of the oracle that exits at the first layer whose prediction
+/// equals the top layer's (CALM §6), over the full model's recorded tokens; None without any.
+pub fn oracle_mean_layers(layers: &[LayerRow]) -> Option<f64> {
+    let mut first: std::collections::BTreeMap<(u32, u32), u32> = Default::default();
+    for row in layers.iter().filter(|r| r.consistent) {
+        let entry = first
+            .entry((row.example, row.position))
+            .or_insert(row.layer);
+        *entry = (*entry).min(row.layer);
+    }
+    (!first.is_empty()).then(|| first.values().map(|&l| l as f64).sum::<f64>() / first.len() as f64)
 }
 
 /// Every report file: (name, bytes). `traces` (from a model sweep) adds the per-token plots.
@@ -204,6 +216,20 @@ pub fn build_report(
             colour,
         });
     }
+    // The oracle (exit at the first layer that agrees with the top layer) reproduces the full
+    // output exactly, so its loss is 0 at every δ: a constant reference line.
+    let oracle = traces.as_ref().and_then(|t| oracle_mean_layers(t.layers));
+    if let Some(layers) = oracle {
+        let speedup = depth / layers.max(1e-9);
+        top_speedup = top_speedup.max(speedup);
+        frontier.push(Series {
+            label: format!("oracle ({layers:.2} layers)"),
+            points: FRONTIER_DELTAS.iter().map(|&d| (d, speedup)).collect(),
+            dashed: true,
+            markers: Vec::new(),
+            colour: measures.len(),
+        });
+    }
     add(
         "frontier",
         plots::line_chart(&LineChart {
@@ -295,7 +321,7 @@ pub fn build_report(
     }
     files.push((
         "report.md".into(),
-        markdown(output, table, options, traces.is_some()).into_bytes(),
+        markdown(output, table, options, traces.is_some(), oracle).into_bytes(),
     ));
     Ok(files)
 }
@@ -334,6 +360,7 @@ fn markdown(
     table: &LossTable,
     options: &CalibrationOptions,
     traced: bool,
+    oracle: Option<f64>,
 ) -> String {
     let mut md = String::from("# Calibration report\n\n");
     let selected = &output.selected;
@@ -433,6 +460,14 @@ fn markdown(
             );
         }
     }
+    if let Some(layers) = oracle {
+        let _ = writeln!(
+            md,
+            "| oracle | exiting at the first layer whose prediction equals the top layer's takes {layers:.2} of {} layers (×{:.2}): the most any measure could save without changing the output |",
+            table.num_layers,
+            table.num_layers as f64 / layers.max(1e-9)
+        );
+    }
     let _ = writeln!(
         md,
         "| test | {} p-values, {} at per-test level {:.3e}; {} of {} candidates certified |\n",
@@ -493,4 +528,41 @@ fn markdown(
          reached it. The frontier recalibrates the same records at each δ, one measure at a time.\n",
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(example: u32, position: u32, layer: u32, consistent: bool) -> LayerRow {
+        LayerRow {
+            example,
+            position,
+            layer,
+            softmax_diff: 0.0,
+            softmax_max: 0.0,
+            state: f32::NAN,
+            classifier: f32::NAN,
+            consistent,
+        }
+    }
+
+    #[test]
+    fn the_oracle_exits_at_the_first_agreeing_layer() {
+        // Three tokens of a 3-layer model whose first agreeing layers are 1, 3 and 2 (rows in
+        // any order): (1 + 3 + 2) / 3 = 2.
+        let rows = vec![
+            row(0, 0, 1, true),
+            row(0, 0, 2, true),
+            row(0, 0, 3, true),
+            row(0, 1, 1, false),
+            row(0, 1, 2, false),
+            row(0, 1, 3, true),
+            row(1, 0, 3, true),
+            row(1, 0, 1, false),
+            row(1, 0, 2, true),
+        ];
+        assert_eq!(oracle_mean_layers(&rows), Some(2.0));
+        assert_eq!(oracle_mean_layers(&[]), None);
+    }
 }

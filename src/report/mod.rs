@@ -525,7 +525,9 @@ fn markdown(
          ![frontier](frontier.png)\n\n![layers histogram](layers_histogram.png)\n\n\
          Each plot is also in SVG. The upper bound is the risk level at which the candidate's p-value \
          reaches the per-test level; a candidate is certified when its bound is at most δ and its chain \
-         reached it. The frontier recalibrates the same records at each δ, one measure at a time.\n",
+         reached it. The frontier recalibrates the same records at each δ, one measure at a time; λs \
+         a fixed-sequence sweep never decoded (its chains stop at their first failure at this δ) \
+         cannot count at a larger δ, so for the whole frontier sweep with `--procedure bonferroni`.\n",
     );
     md
 }

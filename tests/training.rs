@@ -3,6 +3,7 @@
 
 mod common;
 
+use calm::model::config::T5Shape;
 use calm::model::init::parameter_shapes;
 use calm::model::{Checkpoint, T5Config};
 use calm::train::loss::calm_loss;
@@ -11,7 +12,7 @@ use calm::train::{train, trainable_model, StopAt, TrainOptions};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use common::scratch;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn tiny_config() -> T5Config {
     serde_json::from_value(serde_json::json!({
@@ -94,13 +95,15 @@ fn tiny_dataset(dir: &std::path::Path) -> PathBuf {
 fn options(data: PathBuf, steps: usize) -> TrainOptions {
     TrainOptions {
         data: vec![data],
-        vocab_size: 60,
-        d_model: 16,
-        d_ff: 32,
-        heads: 4,
-        encoder_layers: 1,
-        decoder_layers: 3,
-        tie_embeddings: false,
+        shape: T5Shape {
+            vocab_size: 60,
+            d_model: 16,
+            d_ff: 32,
+            heads: 4,
+            encoder_layers: 1,
+            decoder_layers: 3,
+            tie_embeddings: false,
+        },
         max_tokens_per_sequence: 32,
         batch_tokens: 256,
         steps,
@@ -295,8 +298,16 @@ fn identity_pairs_train_and_old_states_still_resume() {
     // A trainer state written before `copy_share` existed reads as copy_share = 0.
     let mut value = serde_json::to_value(options(data, 2)).unwrap();
     value.as_object_mut().unwrap().remove("copy_share");
+    assert_eq!(value["d_model"], 16, "shape fields stay at the top level");
     let parsed: TrainOptions = serde_json::from_value(value).unwrap();
     assert_eq!(parsed.copy_share, 0.0);
+    // The default model's own stage-2 state (written before the shape was a struct) reads.
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/bible/model/training/stage2_trainer_state.json");
+    let state: calm::train::TrainerState =
+        serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+    assert_eq!(state.options.shape.decoder_layers, 8);
+    assert_eq!(state.step, 1500);
 }
 
 #[test]
@@ -327,7 +338,7 @@ fn a_run_can_start_from_another_checkpoint() {
     }
     // A checkpoint of another shape is refused, naming what differs.
     let mut wider = options(data, 1);
-    wider.d_model = 32;
+    wider.shape.d_model = 32;
     wider.init_from = Some(first);
     let error = train(&wider, &dir.join("third"), StopAt::default())
         .unwrap_err()

@@ -1,6 +1,7 @@
 //! `calm train`: train a CALM model (tokenizer included) into an HF-format checkpoint directory.
 
 use super::generate::set_threads;
+use crate::model::config::T5Shape;
 use crate::train::{train, StopAt, TrainOptions};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -91,13 +92,15 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     }
     let options = TrainOptions {
         data: args.data,
-        vocab_size: args.vocab_size,
-        d_model: args.d_model,
-        d_ff: args.d_ff,
-        heads: args.heads,
-        encoder_layers: args.encoder_layers,
-        decoder_layers: args.decoder_layers,
-        tie_embeddings: args.tie_embeddings,
+        shape: T5Shape {
+            vocab_size: args.vocab_size,
+            d_model: args.d_model,
+            d_ff: args.d_ff,
+            heads: args.heads,
+            encoder_layers: args.encoder_layers,
+            decoder_layers: args.decoder_layers,
+            tie_embeddings: args.tie_embeddings,
+        },
         max_tokens_per_sequence: args.max_tokens_per_sequence,
         batch_tokens: args.batch_tokens,
         steps: args.steps,

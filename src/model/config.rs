@@ -66,7 +66,7 @@ fn default_true() -> bool {
 }
 
 /// The shape of a T5 v1.1 model (gated-gelu feed-forward), as `calm train` makes them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct T5Shape {
     pub vocab_size: usize,
     pub d_model: usize,

@@ -29,13 +29,10 @@ use tokenizers::Tokenizer;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub data: Vec<PathBuf>,
-    pub vocab_size: usize,
-    pub d_model: usize,
-    pub d_ff: usize,
-    pub heads: usize,
-    pub encoder_layers: usize,
-    pub decoder_layers: usize,
-    pub tie_embeddings: bool,
+    /// The model's shape; `vocab_size` is the tokenizer's target size. Flattened, so the
+    /// fields sit at the top level of `trainer_state.json` as before.
+    #[serde(flatten)]
+    pub shape: T5Shape,
     /// Pairs whose source or target is longer (in tokens, with `</s>`) are skipped.
     pub max_tokens_per_sequence: usize,
     pub batch_tokens: usize,
@@ -77,12 +74,7 @@ fn model_config(options: &TrainOptions, vocab: usize) -> T5Config {
         n_positions: Some(512),
         ..T5Config::v1_1(T5Shape {
             vocab_size: vocab,
-            d_model: options.d_model,
-            d_ff: options.d_ff,
-            heads: options.heads,
-            encoder_layers: options.encoder_layers,
-            decoder_layers: options.decoder_layers,
-            tie_embeddings: options.tie_embeddings,
+            ..options.shape
         })
     }
 }
@@ -383,7 +375,7 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
                     texts.push(example.reference);
                 }
             }
-            tokenizer::train_tokenizer(&texts, options.vocab_size)?
+            tokenizer::train_tokenizer(&texts, options.shape.vocab_size)?
         }
     };
     let vocab = tokenizer.get_vocab_size(true);
@@ -447,7 +439,7 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
         .append(true)
         .open(&log_path)?;
     if new_log {
-        let layers: Vec<String> = (1..=options.decoder_layers)
+        let layers: Vec<String> = (1..=options.shape.decoder_layers)
             .map(|i| format!("nll_layer{i}"))
             .collect();
         writeln!(

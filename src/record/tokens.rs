@@ -49,6 +49,19 @@ fn parquet(mut frame: DataFrame, what: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A named column from a vector of values (any type polars builds a series from).
+fn column<V, P: ?Sized>(name: &str, values: V) -> polars::prelude::Column
+where
+    Series: NamedFrom<V, P>,
+{
+    Series::new(name.into(), values).into_column()
+}
+
+/// The example id of every row (`examples` maps example indices to ids).
+fn example_ids(indices: impl Iterator<Item = u32>, examples: &[String]) -> Vec<&str> {
+    indices.map(|i| examples[i as usize].as_str()).collect()
+}
+
 /// `tokens.parquet` bytes; `examples` maps example indices to ids.
 pub fn tokens_parquet(rows: &[TokenRow], examples: &[String]) -> Result<Vec<u8>> {
     let mut confidences = ListPrimitiveChunkedBuilder::<Float32Type>::new(
@@ -61,40 +74,29 @@ pub fn tokens_parquet(rows: &[TokenRow], examples: &[String]) -> Result<Vec<u8>>
         confidences.append_slice(&row.confidences);
     }
     let columns = vec![
-        Series::new(
-            "example".into(),
-            rows.iter()
-                .map(|r| examples[r.example as usize].as_str())
-                .collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "configuration".into(),
+        column(
+            "example",
+            example_ids(rows.iter().map(|r| r.example), examples),
+        ),
+        column(
+            "configuration",
             rows.iter()
                 .map(|r| r.configuration.as_str())
                 .collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "position".into(),
+        ),
+        column(
+            "position",
             rows.iter().map(|r| r.position).collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "token".into(),
-            rows.iter().map(|r| r.token).collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "piece".into(),
+        ),
+        column("token", rows.iter().map(|r| r.token).collect::<Vec<_>>()),
+        column(
+            "piece",
             rows.iter().map(|r| r.piece.as_str()).collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "exit_layer".into(),
+        ),
+        column(
+            "exit_layer",
             rows.iter().map(|r| r.exit_layer).collect::<Vec<_>>(),
-        )
-        .into_column(),
+        ),
         confidences.finish().into_series().into_column(),
     ];
     let frame = DataFrame::new(rows.len(), columns).context("tokens table")?;
@@ -103,37 +105,25 @@ pub fn tokens_parquet(rows: &[TokenRow], examples: &[String]) -> Result<Vec<u8>>
 
 /// `layers.parquet` bytes.
 pub fn layers_parquet(rows: &[LayerRow], examples: &[String]) -> Result<Vec<u8>> {
-    let column = |name: &str, values: Vec<f32>| Series::new(name.into(), values).into_column();
+    let floats = |value: fn(&LayerRow) -> f32| rows.iter().map(value).collect::<Vec<_>>();
     let columns = vec![
-        Series::new(
-            "example".into(),
-            rows.iter()
-                .map(|r| examples[r.example as usize].as_str())
-                .collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "position".into(),
-            rows.iter().map(|r| r.position).collect::<Vec<_>>(),
-        )
-        .into_column(),
-        Series::new(
-            "layer".into(),
-            rows.iter().map(|r| r.layer).collect::<Vec<_>>(),
-        )
-        .into_column(),
         column(
-            "softmax_diff",
-            rows.iter().map(|r| r.softmax_diff).collect(),
+            "example",
+            example_ids(rows.iter().map(|r| r.example), examples),
         ),
-        column("softmax_max", rows.iter().map(|r| r.softmax_max).collect()),
-        column("state", rows.iter().map(|r| r.state).collect()),
-        column("classifier", rows.iter().map(|r| r.classifier).collect()),
-        Series::new(
-            "consistent".into(),
+        column(
+            "position",
+            rows.iter().map(|r| r.position).collect::<Vec<_>>(),
+        ),
+        column("layer", rows.iter().map(|r| r.layer).collect::<Vec<_>>()),
+        column("softmax_diff", floats(|r| r.softmax_diff)),
+        column("softmax_max", floats(|r| r.softmax_max)),
+        column("state", floats(|r| r.state)),
+        column("classifier", floats(|r| r.classifier)),
+        column(
+            "consistent",
             rows.iter().map(|r| r.consistent).collect::<Vec<_>>(),
-        )
-        .into_column(),
+        ),
     ];
     let frame = DataFrame::new(rows.len(), columns).context("layers table")?;
     parquet(frame, "layers.parquet")

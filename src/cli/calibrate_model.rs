@@ -1,6 +1,7 @@
 //! `calm calibrate --model DIR --data FILE`: run the model over calibration data for a grid of
 //! (measure, τ, λ), record consistency losses, and certify thresholds from them.
 
+use super::selected::selected_configuration;
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
 use crate::data::read_task_examples;
@@ -99,6 +100,8 @@ struct Prepared {
     measures: Vec<Measure>,
     lambdas: Vec<f64>,
     data: PathBuf,
+    /// `--bench-data` and its tokenized examples.
+    bench: Option<(PathBuf, Vec<SweepExample>)>,
 }
 
 fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
@@ -134,12 +137,15 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     } else {
         args.measures.clone()
     };
-    if let Some(bench) = &args.bench_data {
-        // Fail before the sweep, not after it, on a bad benchmark file.
-        let bench_examples =
-            read_task_examples(bench, args.task.as_deref(), Some(args.bench_examples))?;
-        encode_examples(&checkpoint, &bench_examples, bench)?;
-    }
+    // Read before the sweep, so that a bad benchmark file fails at once, not after it.
+    let bench = match &args.bench_data {
+        Some(path) => {
+            let examples =
+                read_task_examples(path, args.task.as_deref(), Some(args.bench_examples))?;
+            Some((path.clone(), encode_examples(&checkpoint, &examples, path)?))
+        }
+        None => None,
+    };
     let mut examples = read_task_examples(data, args.task.as_deref(), args.max_examples)?;
     if let Some((k, n)) = args.shard {
         examples = examples.into_iter().skip(k - 1).step_by(n).collect();
@@ -156,6 +162,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
         measures,
         lambdas,
         data: data.clone(),
+        bench,
     })
 }
 
@@ -194,22 +201,20 @@ fn benchmark(
     output: &ThresholdsFile,
     args: &SweepArgs,
     metric: Metric,
-    bench: &Path,
+    (bench, examples): &(PathBuf, Vec<SweepExample>),
 ) -> Result<serde_json::Value> {
-    let selected = &output.selected;
-    let (Some(name), Some(tau), Some(lambda)) = (&selected.measure, selected.tau, selected.lambda)
-    else {
+    let Some(configuration) = selected_configuration(&output.selected, "the calibration")? else {
         return Ok(serde_json::Value::Null);
     };
-    if selected.never_exit {
-        return Ok(serde_json::Value::Null);
-    }
-    let measure = Measure::from_name(name).with_context(|| format!("unknown measure {name:?}"))?;
-    let examples = read_task_examples(bench, args.task.as_deref(), Some(args.bench_examples))?;
-    let examples = encode_examples(checkpoint, &examples, bench)?;
+    let Configuration {
+        measure,
+        tau,
+        lambda,
+    } = configuration;
     let spinner = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner().with_message(format!(
-            "benchmark: full model and {name} tau={tau} lambda={lambda} on {} examples of {}",
+            "benchmark: full model and {} tau={tau} lambda={lambda} on {} examples of {}",
+            measure.name(),
             examples.len(),
             bench.display()
         ))
@@ -220,12 +225,8 @@ fn benchmark(
     let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
     let run = replay_configuration(
         checkpoint,
-        &examples,
-        Configuration {
-            measure,
-            tau,
-            lambda,
-        },
+        examples,
+        configuration,
         args.consistency,
         &score,
         args.max_new_tokens,
@@ -251,6 +252,7 @@ pub fn calibrate_model(
         measures,
         lambdas,
         data,
+        bench,
     } = prepare(model_dir, args)?;
     let data = &data;
     // Fixed-sequence testing stops a chain at its first non-rejection: stop sweeping it there.
@@ -310,7 +312,7 @@ pub fn calibrate_model(
     let table = LossTable::from_records(&records)?;
     let calibration = calibrate(&table, options)?;
     let mut output = ThresholdsFile::new(&calibration, &records.sources);
-    let benchmark = match &args.bench_data {
+    let benchmark = match &bench {
         Some(bench) => benchmark(&checkpoint, &output, args, metric, bench)?,
         None => serde_json::Value::Null,
     };

@@ -2,12 +2,13 @@
 //! when the data reject the guarantee or mean layers regress.
 
 use super::calibrate_model::parse_metric;
+use super::selected::selected_configuration;
 use super::EXIT_NEGATIVE;
 use crate::calibrate::check::{test_guarantee, GuaranteeTest};
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{CalibrationOptions, PValueMethod, Procedure};
 use crate::data::read_task_examples;
-use crate::model::{Checkpoint, Measure};
+use crate::model::Checkpoint;
 use crate::record::replay::{encode_examples, replay_configuration, Configuration};
 use crate::record::sweep::Consistency;
 use crate::util::atomic::write_file_atomically;
@@ -125,19 +126,18 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let selected = &config.selected;
     let depth = checkpoint.model.num_decoder_layers() as f64;
     let (configuration, test, mean_layers, speeds) =
-        match (&selected.measure, selected.tau, selected.lambda) {
-            (Some(measure), Some(tau), Some(lambda)) if !selected.never_exit => {
-                let measure = Measure::from_name(measure)
-                    .with_context(|| format!("thresholds.json: unknown measure {measure:?}"))?;
+        match selected_configuration(selected, &args.thresholds.display().to_string())? {
+            Some(certified) => {
+                let Configuration {
+                    measure,
+                    tau,
+                    lambda,
+                } = certified;
                 let score = |p: &str, r: &str| metric.score(p, r);
                 let replay = replay_configuration(
                     &checkpoint,
                     &sweep_examples,
-                    Configuration {
-                        measure,
-                        tau,
-                        lambda,
-                    },
+                    certified,
                     consistency,
                     &score,
                     max_new_tokens,
@@ -150,7 +150,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                     (replay.full_tokens_per_second, replay.tokens_per_second),
                 )
             }
-            _ => (
+            None => (
                 "never exit (full model)".to_string(),
                 test_guarantee(&vec![0.0; sweep_examples.len()], &options),
                 depth,

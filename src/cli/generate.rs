@@ -1,5 +1,6 @@
 //! `calm generate`: run the model with or without early exit and show where each token exited.
 
+use super::selected::selected_configuration;
 use crate::calibrate::thresholds::ThresholdsFile;
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{bail, Context, Result};
@@ -121,16 +122,14 @@ fn certified_policy(path: &Path, checkpoint: &Checkpoint) -> Result<(ExitPolicy,
     let max_new_tokens = run
         .and_then(|r| r["max_new_tokens"].as_u64())
         .map(|n| n as usize);
-    let selected = &config.selected;
-    let policy = match (&selected.measure, selected.tau, selected.lambda) {
-        (Some(measure), Some(tau), Some(lambda)) if !selected.never_exit => ExitPolicy::Threshold {
-            measure: Measure::from_name(measure)
-                .with_context(|| format!("{}: unknown measure {measure:?}", path.display()))?,
-            lambda,
-            tau,
+    let policy = match selected_configuration(&config.selected, &path.display().to_string())? {
+        Some(c) => ExitPolicy::Threshold {
+            measure: c.measure,
+            lambda: c.lambda,
+            tau: c.tau,
             min_exit: 1,
         },
-        _ => ExitPolicy::Never,
+        None => ExitPolicy::Never,
     };
     Ok((policy, max_new_tokens))
 }

@@ -8,6 +8,7 @@ mod check;
 mod evaluate;
 mod generate;
 mod score;
+mod selected;
 mod simulate;
 mod train;
 mod train_classifier;

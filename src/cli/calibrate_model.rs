@@ -177,6 +177,8 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
         consistency: args.consistency,
         max_new_tokens: args.max_new_tokens,
         jobs: args.jobs,
+        // A shard writes only its records.
+        traces: false,
     };
     let metric = prepared.metric;
     let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
@@ -286,6 +288,7 @@ pub fn calibrate_model(
         consistency: args.consistency,
         max_new_tokens: args.max_new_tokens,
         jobs: args.jobs,
+        traces: true,
     };
     let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
     let result = sweep(

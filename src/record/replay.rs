@@ -85,6 +85,7 @@ pub fn replay_configuration(
         consistency,
         max_new_tokens,
         jobs,
+        traces: false,
     };
     let result = sweep(
         checkpoint,

@@ -41,6 +41,9 @@ pub struct SweepOptions {
     pub max_new_tokens: usize,
     /// Parallel decoders (one thread each).
     pub jobs: usize,
+    /// Record per-token traces (`token_rows`, and `layer_rows` from a record-mode pass of the
+    /// full model); without them only the records and timings are made.
+    pub traces: bool,
 }
 
 /// What the sweep produced, with the texts that the records summarise.
@@ -162,6 +165,9 @@ fn decode_examples(
         .collect())
 }
 
+/// Examples decoded (untimed) before the timed passes when no traces are recorded.
+const WARM_UP_EXAMPLES: usize = 8;
+
 /// Run the sweep. `metric(prediction, reference)` scores in [0, 1]; `keep_going(losses)` decides,
 /// after each λ of a chain, whether the chain continues (e.g. its fixed-sequence test passed).
 pub fn sweep(
@@ -174,15 +180,29 @@ pub fn sweep(
 ) -> Result<SweepOutput> {
     let depth = checkpoint.model.num_decoder_layers() as u32;
     // Record mode on the full model (not timed; it also warms up caches and allocations before
-    // the timed passes): every layer's confidences for every token.
-    let recorded = decode_examples(
-        checkpoint,
-        examples,
-        ExitPolicy::Never,
-        options.max_new_tokens,
-        options.jobs,
-        true,
-    )?;
+    // the timed passes): every layer's confidences for every token. Without traces, a plain
+    // untimed pass over a few examples is the warm-up.
+    let recorded = if options.traces {
+        decode_examples(
+            checkpoint,
+            examples,
+            ExitPolicy::Never,
+            options.max_new_tokens,
+            options.jobs,
+            true,
+        )?
+    } else {
+        let warm_up = &examples[..examples.len().min(WARM_UP_EXAMPLES)];
+        decode_examples(
+            checkpoint,
+            warm_up,
+            ExitPolicy::Never,
+            options.max_new_tokens,
+            options.jobs,
+            false,
+        )?;
+        Vec::new()
+    };
     let start = std::time::Instant::now();
     let full = decode_examples(
         checkpoint,
@@ -285,13 +305,15 @@ pub fn sweep(
                     },
                 ) in early.into_iter().enumerate()
                 {
-                    push_token_rows(
-                        &mut token_rows,
-                        checkpoint,
-                        index,
-                        &configuration,
-                        &generation,
-                    );
+                    if options.traces {
+                        push_token_rows(
+                            &mut token_rows,
+                            checkpoint,
+                            index,
+                            &configuration,
+                            &generation,
+                        );
+                    }
                     let loss = match options.consistency {
                         Consistency::Textual => 1.0 - metric(&text, &full[index].text),
                         Consistency::Risk => (full_quality[index]

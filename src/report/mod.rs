@@ -84,7 +84,7 @@ fn confidence_chart(layers: &[LayerRow], depth: u32) -> LineChart {
 
 /// Mean decoder layers per token of the oracle that exits at the first layer whose prediction
 /// equals the top layer's (CALM §6), over the full model's recorded tokens; None without any.
-pub fn oracle_mean_layers(layers: &[LayerRow]) -> Option<f64> {
+fn oracle_mean_layers(layers: &[LayerRow]) -> Option<f64> {
     let mut first: std::collections::BTreeMap<(u32, u32), u32> = Default::default();
     for row in layers.iter().filter(|r| r.consistent) {
         let entry = first

@@ -114,6 +114,7 @@ fn options(data: PathBuf, steps: usize) -> TrainOptions {
         seed: 5,
         checkpoint_every: 2,
         copy_share: 0.0,
+        copy_curriculum_steps: 0,
         init_from: None,
     }
 }
@@ -288,6 +289,34 @@ fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
 }
 
 #[test]
+fn a_copy_curriculum_resumes_exactly_and_leaves_the_data_order_to_the_later_steps() {
+    let dir = scratch("curriculum");
+    let data = tiny_dataset(&dir);
+    let mut curriculum = options(data.clone(), 5);
+    curriculum.copy_curriculum_steps = 3;
+    let straight = train(&curriculum, &dir.join("straight"), StopAt::default()).unwrap();
+    // Only the two steps after the curriculum consumed data batches.
+    assert_eq!((straight.epoch, straight.batch_in_epoch), (0, 2));
+    let resumed = dir.join("resumed");
+    let stop = StopAt {
+        steps: Some(2),
+        seconds: None,
+    };
+    assert_eq!(train(&curriculum, &resumed, stop).unwrap().step, 2);
+    train(&curriculum, &resumed, StopAt::default()).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("straight/model.safetensors")).unwrap(),
+        std::fs::read(resumed.join("model.safetensors")).unwrap()
+    );
+    // The curriculum changes the weights against a run without it.
+    train(&options(data, 5), &dir.join("plain"), StopAt::default()).unwrap();
+    assert_ne!(
+        std::fs::read(dir.join("plain/model.safetensors")).unwrap(),
+        std::fs::read(resumed.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
 fn identity_pairs_train_and_old_states_still_resume() {
     let dir = scratch("copy");
     let data = tiny_dataset(&dir);
@@ -298,16 +327,29 @@ fn identity_pairs_train_and_old_states_still_resume() {
     // A trainer state written before `copy_share` existed reads as copy_share = 0.
     let mut value = serde_json::to_value(options(data, 2)).unwrap();
     value.as_object_mut().unwrap().remove("copy_share");
+    value
+        .as_object_mut()
+        .unwrap()
+        .remove("copy_curriculum_steps");
     assert_eq!(value["d_model"], 16, "shape fields stay at the top level");
     let parsed: TrainOptions = serde_json::from_value(value).unwrap();
     assert_eq!(parsed.copy_share, 0.0);
-    // The default model's own stage-2 state (written before the shape was a struct) reads.
+    assert_eq!(parsed.copy_curriculum_steps, 0);
+    // A state written by an older calm (the first default model's stage 2: shape fields at the
+    // top level, no curriculum) still reads.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/trainer_state_v1.json");
+    let state: calm::train::TrainerState =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    assert_eq!(state.options.shape.decoder_layers, 8);
+    assert_eq!((state.step, state.options.copy_curriculum_steps), (1500, 0));
+    // The default model's own state reads and says how it was trained.
     let committed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/bible/model/training/stage2_trainer_state.json");
+        .join("datasets/bible/model/training/trainer_state.json");
     let state: calm::train::TrainerState =
         serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
     assert_eq!(state.options.shape.decoder_layers, 8);
-    assert_eq!(state.step, 1500);
+    assert!(state.options.copy_curriculum_steps > 0);
 }
 
 #[test]

@@ -64,6 +64,12 @@ pub struct TrainArgs {
     /// examples, which makes copying easy to learn early.
     #[arg(long, default_value_t = 0.0)]
     pub copy_share: f64,
+    /// Spend the first this many steps on synthetic copy pairs (48 random token sequences of
+    /// 4–16 tokens a step, about a quarter of a data step's cost), so that the copy circuit
+    /// forms before the language model takes over; they count towards --steps and the
+    /// learning-rate schedule.
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    pub copy_curriculum_steps: usize,
     /// Start from this checkpoint's weights and tokenizer (fresh optimizer and learning-rate
     /// schedule); the model options must describe the same shape.
     #[arg(long, value_name = "DIR")]
@@ -86,6 +92,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     }
     if !(0.0..=1.0).contains(&args.copy_share) {
         bail!("--copy-share must lie in [0, 1]");
+    }
+    if args.copy_curriculum_steps >= args.steps {
+        bail!("--copy-curriculum-steps must be fewer than --steps");
     }
     if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
         bail!("--learning-rate must be a positive number");
@@ -111,6 +120,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         copy_share: args.copy_share,
+        copy_curriculum_steps: args.copy_curriculum_steps,
         init_from: args.init_from,
     };
     let stop = StopAt {

@@ -4,6 +4,7 @@
 
 pub mod batches;
 pub mod classifier;
+pub mod curriculum;
 pub mod loss;
 pub mod optimizer;
 pub mod tokenizer;
@@ -47,6 +48,10 @@ pub struct TrainOptions {
     /// reference), to make copying easy to learn early. 0 disables it.
     #[serde(default)]
     pub copy_share: f64,
+    /// The first this many steps train on synthetic copy pairs of random tokens
+    /// (`curriculum.rs`) instead of the data; they count towards `steps` and the schedule.
+    #[serde(default)]
+    pub copy_curriculum_steps: usize,
     /// Start from this checkpoint's weights and tokenizer (fresh optimizer and schedule)
     /// instead of a random initialisation; its shape must match the options.
     #[serde(default)]
@@ -468,8 +473,19 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
             state.batch_in_epoch = 0;
             batches = epoch_batches(&pairs, options.batch_tokens, options.seed, state.epoch);
         }
-        let batch = &batches[state.batch_in_epoch];
-        let (source, lengths, decoder_in, target, mask) = batch_tensors(&pairs, batch, &device)?;
+        let in_curriculum = state.step < options.copy_curriculum_steps;
+        let (source, lengths, decoder_in, target, mask) = if in_curriculum {
+            let copies = curriculum::copy_batch(
+                vocab,
+                options.max_tokens_per_sequence,
+                options.seed,
+                state.step,
+            );
+            let all: Vec<usize> = (0..copies.len()).collect();
+            batch_tensors(&copies, &all, &device)?
+        } else {
+            batch_tensors(&pairs, &batches[state.batch_in_epoch], &device)?
+        };
         let logits = model.forward_all_exits(&source, &lengths, &decoder_in)?;
         let (loss, per_layer) = loss::calm_loss(&logits, &target, &mask)?;
         let grads = loss.backward()?;
@@ -487,7 +503,9 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
         );
         optimizer.update(&grads, lr, scale)?;
         state.step += 1;
-        state.batch_in_epoch += 1;
+        if !in_curriculum {
+            state.batch_in_epoch += 1;
+        }
         state.tokens_seen += mask.sum_all()?.to_scalar::<u32>()? as u64;
         state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
 

@@ -65,7 +65,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub copy_share: f64,
     /// Spend the first this many steps on synthetic copy pairs (48 random token sequences of
-    /// 4–16 tokens a step, about a quarter of a data step's cost), so that the copy circuit
+    /// 4–16 tokens a step, under half a data step's cost), so that the copy circuit
     /// forms before the language model takes over; they count towards --steps and the
     /// learning-rate schedule.
     #[arg(long, default_value_t = 0, value_name = "STEPS")]

@@ -15,8 +15,8 @@ const FIRST_ORDINARY_ID: u32 = 3;
 /// distractors, so the matching circuit is found fast, and it carries over to longer text.
 const MIN_LENGTH: usize = 4;
 const MAX_LENGTH: usize = 16;
-/// Pairs per curriculum batch: small batches of short sequences make a curriculum step about a
-/// quarter of a data step's cost, and the circuit forms in about as many steps as with large ones.
+/// Pairs per curriculum batch: small batches of short sequences make a curriculum step under half
+/// a data step's cost (0.85 s against 2 s on the default model), and the circuit still forms.
 pub const PAIRS_PER_BATCH: usize = 48;
 
 /// The copy pairs of curriculum step `step`: 48 pairs, lengths uniform in [4, 16] (at most

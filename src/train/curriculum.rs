@@ -3,8 +3,8 @@
 //! circuit (an encoder head that looks at the neighbouring token plus a cross-attention head
 //! that matches it). On natural text a small model learns the language model first and the copy
 //! circuit late or never; on random tokens copying is the only thing to learn, and the circuit
-//! forms within about a thousand steps of short sequences. The first `--copy-curriculum-steps` steps of a run train
-//! on these batches, the rest on the data.
+//! forms within about a thousand steps of short sequences. The first `--copy-curriculum-steps`
+//! steps of a run train on these batches, the rest on the data.
 
 use super::batches::Pair;
 use crate::util::rng::Rng;
@@ -17,7 +17,7 @@ const MIN_LENGTH: usize = 4;
 const MAX_LENGTH: usize = 16;
 /// Pairs per curriculum batch: small batches of short sequences make a curriculum step under half
 /// a data step's cost (0.85 s against 2 s on the default model), and the circuit still forms.
-pub const PAIRS_PER_BATCH: usize = 48;
+const PAIRS_PER_BATCH: usize = 48;
 
 /// The copy pairs of curriculum step `step`: 48 pairs, lengths uniform in [4, 16] (at most
 /// `max_tokens - 1`), token ids uniform over the ordinary vocabulary. A function of

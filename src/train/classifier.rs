@@ -150,11 +150,7 @@ pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<L
         weight.as_tensor().clone(),
     );
     tensors.insert(EXIT_CLASSIFIER_BIAS.to_string(), bias.as_tensor().clone());
-    let temp = dir.join(format!(".classifier-{}.safetensors", std::process::id()));
-    candle_core::safetensors::save(&tensors, &temp)?;
-    let bytes = std::fs::read(&temp)?;
-    let _ = std::fs::remove_file(&temp);
-    write_file_atomically(&path, &bytes)?;
+    write_file_atomically(&path, &super::safetensors_bytes(&tensors)?)?;
 
     if options.eval.is_empty() {
         return Ok(Vec::new());

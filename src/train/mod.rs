@@ -233,14 +233,15 @@ fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
-fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    let dir =
-        std::env::temp_dir().join(format!("calm-st-{}-{}", std::process::id(), tensors.len()));
-    let map: std::collections::HashMap<String, Tensor> = tensors.iter().cloned().collect();
-    candle_core::safetensors::save(&map, &dir)?;
-    let bytes = std::fs::read(&dir)?;
-    let _ = std::fs::remove_file(&dir);
-    Ok(bytes)
+/// The safetensors file of `tensors`, serialized in memory (the same bytes as
+/// `candle_core::safetensors::save`, without a temp file that concurrent savers could share).
+pub(crate) fn safetensors_bytes<'a, S>(
+    tensors: impl IntoIterator<Item = (S, &'a Tensor)>,
+) -> Result<Vec<u8>>
+where
+    S: AsRef<str> + Ord + std::fmt::Display,
+{
+    safetensors::serialize(tensors, None).context("cannot serialize tensors")
 }
 
 /// Write the HF checkpoint (config, tokenizer, weights), the optimizer moments and the state.
@@ -265,8 +266,14 @@ pub fn save_checkpoint(
         &[
             ("config.json", config.to_hf_json()?.into_bytes()),
             ("tokenizer.json", tokenizer_json.into_bytes()),
-            ("model.safetensors", safetensors_bytes(&weights)?),
-            (OPTIMIZER_FILE, safetensors_bytes(&moments)?),
+            (
+                "model.safetensors",
+                safetensors_bytes(weights.iter().map(|(n, t)| (n, t)))?,
+            ),
+            (
+                OPTIMIZER_FILE,
+                safetensors_bytes(moments.iter().map(|(n, t)| (n, t)))?,
+            ),
             (
                 STATE_FILE,
                 (serde_json::to_string_pretty(state)? + "\n").into_bytes(),
@@ -551,4 +558,29 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
     }
     progress.finish_and_clear();
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_safetensors_equal_candles_file() {
+        let device = Device::Cpu;
+        let tensors: std::collections::HashMap<String, Tensor> = [
+            ("b.weight", Tensor::arange(0f32, 6.0, &device).unwrap()),
+            (
+                "a.bias",
+                Tensor::new(&[[1u32, 2], [3, 4]], &device).unwrap(),
+            ),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let path = std::env::temp_dir().join(format!("calm-st-test-{}", std::process::id()));
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(safetensors_bytes(&tensors).unwrap(), file);
+    }
 }

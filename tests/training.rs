@@ -343,13 +343,20 @@ fn identity_pairs_train_and_old_states_still_resume() {
         serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     assert_eq!(state.options.shape.decoder_layers, 8);
     assert_eq!((state.step, state.options.copy_curriculum_steps), (1500, 0));
-    // The default model's own state reads and says how it was trained.
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/bible/model/training/trainer_state.json");
-    let state: calm::train::TrainerState =
-        serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
-    assert_eq!(state.options.shape.decoder_layers, 8);
-    assert!(state.options.copy_curriculum_steps > 0);
+    // The default model's own states read and say how it was trained: a curriculum run from
+    // scratch, then a run from its weights.
+    let committed = |stage: &str| -> calm::train::TrainerState {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("datasets/bible/model/training/{stage}/trainer_state.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (stage1, stage2) = (committed("stage1"), committed("stage2"));
+    assert_eq!(stage1.options.shape.decoder_layers, 8);
+    assert!(stage1.options.copy_curriculum_steps > 0);
+    assert_eq!(stage1.options.init_from, None);
+    assert_eq!(stage2.options.shape, stage1.options.shape);
+    assert_eq!(stage2.options.copy_curriculum_steps, 0);
+    assert!(stage2.options.init_from.is_some());
 }
 
 #[test]

@@ -346,8 +346,9 @@ fn identity_pairs_train_and_old_states_still_resume() {
     // The default model's own states read and say how it was trained: a curriculum run from
     // scratch, then a run from its weights.
     let committed = |stage: &str| -> calm::train::TrainerState {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("datasets/bible/model/training/{stage}/trainer_state.json"));
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "datasets/bible/model/training/{stage}/trainer_state.json"
+        ));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let (stage1, stage2) = (committed("stage1"), committed("stage2"));

@@ -12,7 +12,6 @@ occurs three times or more).
 Needs `pip install sacrebleu`. `scripts/model_card.sh` gives the full numbers of the model card.
 """
 import argparse
-import gzip
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import sys
 
 import sacrebleu
 
+from bible_examples import task_examples
 
 WORD = re.compile(r"\w+")
 
@@ -28,11 +28,8 @@ WORD = re.compile(r"\w+")
 def training_words(path, task):
     """Lower-cased words of the task's training references."""
     words = set()
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            example = json.loads(line)
-            if example["task"] == task:
-                words.update(WORD.findall(example["reference"].lower()))
+    for example in task_examples(path, task):
+        words.update(WORD.findall(example["reference"].lower()))
     return words
 
 
@@ -58,14 +55,7 @@ def main():
     parser.add_argument("--train", default="datasets/bible/train.jsonl.gz")
     args = parser.parse_args()
 
-    examples = []
-    with gzip.open(args.data, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            example = json.loads(line)
-            if example["task"] == args.task:
-                examples.append(example)
-                if len(examples) == args.n:
-                    break
+    examples = list(task_examples(args.data, args.task, args.n))
     if not examples:
         sys.exit(f"{args.data}: no example of task {args.task}")
     inputs = "".join(example["input"] + "\n" for example in examples)

@@ -8,25 +8,13 @@ each task, both sides cut to 64 tokens as in `calm train`.
 Needs `pip install torch transformers`.
 """
 import argparse
-import gzip
-import json
 
 import torch
 from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 
+from bible_examples import task_examples
+
 EOS, PAD, IGNORE = 1, 0, -100
-
-
-def first_examples(path, task, n):
-    examples = []
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            example = json.loads(line)
-            if example["task"] == task:
-                examples.append(example)
-                if len(examples) == n:
-                    break
-    return examples
 
 
 def task_nll(model, tokenizer, examples, batch=50):
@@ -56,7 +44,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     tasks = ("translate-en-fr", "modernize")
-    examples = {task: first_examples(args.data, task, args.n) for task in tasks}
+    examples = {task: list(task_examples(args.data, task, args.n)) for task in tasks}
     for directory in args.models:
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=f"{directory}/tokenizer.json")
         model = T5ForConditionalGeneration.from_pretrained(directory).eval()

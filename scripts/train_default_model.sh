@@ -14,8 +14,8 @@
 #      curriculum (--copy-curriculum-steps: random token sequences, source = target), so that the
 #      copy circuit forms before the language model takes over; the rest is the data.
 #   2. STAGE2_STEPS (2400) steps on the data from stage 1's weights (--init-from: fresh optimizer,
-#      a new warm-up and cosine decay from peak lr 1.5e-3, seed 1): more data steps, which the
-#      French side needs to become fluent.
+#      a new warm-up and cosine decay from peak lr 1.5e-3, seed 1): more data steps, which
+#      translation needs most (MODEL.md: it is not yet fluent).
 # About 66 + 80 minutes on 2 threads, then 3 minutes for the classifier.
 set -euo pipefail
 cd "$(dirname "$0")/.."

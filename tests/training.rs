@@ -335,23 +335,19 @@ fn identity_pairs_train_and_old_states_still_resume() {
     let parsed: TrainOptions = serde_json::from_value(value).unwrap();
     assert_eq!(parsed.copy_share, 0.0);
     assert_eq!(parsed.copy_curriculum_steps, 0);
+    let read_state = |relative: &str| -> calm::train::TrainerState {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
     // A state written by an older calm (the first default model's stage 2: shape fields at the
     // top level, no curriculum) still reads.
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/trainer_state_v1.json");
-    let state: calm::train::TrainerState =
-        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let state = read_state("tests/fixtures/train/trainer_state_v1.json");
     assert_eq!(state.options.shape.decoder_layers, 8);
     assert_eq!((state.step, state.options.copy_curriculum_steps), (1500, 0));
     // The default model's own states read and say how it was trained: a curriculum run from
     // scratch, then a run from its weights.
-    let committed = |stage: &str| -> calm::train::TrainerState {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "datasets/bible/model/training/{stage}/trainer_state.json"
-        ));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
-    let (stage1, stage2) = (committed("stage1"), committed("stage2"));
+    let stage1 = read_state("datasets/bible/model/training/stage1/trainer_state.json");
+    let stage2 = read_state("datasets/bible/model/training/stage2/trainer_state.json");
     assert_eq!(stage1.options.shape.decoder_layers, 8);
     assert!(stage1.options.copy_curriculum_steps > 0);
     assert_eq!(stage1.options.init_from, None);

@@ -6,9 +6,10 @@ mod common;
 use calm::model::config::T5Shape;
 use calm::model::init::parameter_shapes;
 use calm::model::{Checkpoint, T5Config};
+use calm::train::batches::Pair;
 use calm::train::loss::calm_loss;
 use calm::train::optimizer::{AdamW, AdamWConfig};
-use calm::train::{train, trainable_model, StopAt, TrainOptions};
+use calm::train::{identity_pairs, train, trainable_model, StopAt, TrainOptions};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use common::scratch;
@@ -114,6 +115,7 @@ fn options(data: PathBuf, steps: usize) -> TrainOptions {
         seed: 5,
         checkpoint_every: 2,
         copy_share: 0.0,
+        copy_tasks: Vec::new(),
         copy_curriculum_steps: 0,
         init_from: None,
     }
@@ -354,6 +356,80 @@ fn identity_pairs_train_and_old_states_still_resume() {
     assert_eq!(stage2.options.shape, stage1.options.shape);
     assert_eq!(stage2.options.copy_curriculum_steps, 0);
     assert!(stage2.options.init_from.is_some());
+}
+
+#[test]
+fn identity_pairs_go_only_to_the_copy_tasks() {
+    // Two tasks; every other example is a translation. The reference's words tell the tasks
+    // apart: a modernize reference is English, a translation's is French.
+    let dir = scratch("copy-tasks");
+    let mut lines = String::new();
+    let mut texts = Vec::new();
+    for i in 0..40 {
+        let (task, input, reference) = if i % 2 == 0 {
+            (
+                "modernize",
+                "modernize: thou art the cat",
+                "you are the cat",
+            )
+        } else {
+            (
+                "translate-en-fr",
+                "translate English to French: the cat",
+                "le chat",
+            )
+        };
+        let row = serde_json::json!({"id": format!("1.1.{i}"), "task": task, "input": input, "reference": reference});
+        lines.push_str(&format!("{row}\n"));
+        texts.extend([input.to_string(), reference.to_string()]);
+    }
+    let data = dir.join("two-tasks.jsonl");
+    std::fs::write(&data, lines).unwrap();
+    let tokenizer = calm::train::tokenizer::train_tokenizer(&texts, 60).unwrap();
+    let encode = |text: &str| tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+    let french_copy = Pair {
+        source: encode("translate English to French: le chat"),
+        target: encode("le chat"),
+    };
+    let english_copy = Pair {
+        source: encode("modernize: you are the cat"),
+        target: encode("you are the cat"),
+    };
+
+    let mut every_task = options(data.clone(), 2);
+    every_task.copy_share = 1.0;
+    let all = identity_pairs(&every_task, &tokenizer).unwrap();
+    assert_eq!(all.len(), 40);
+    assert_eq!(all.iter().filter(|p| **p == french_copy).count(), 20);
+
+    let mut translation_only = every_task.clone();
+    translation_only.copy_tasks = vec!["translate-en-fr".into()];
+    let only = identity_pairs(&translation_only, &tokenizer).unwrap();
+    assert_eq!(only, vec![french_copy.clone(); 20]);
+
+    // With a share below 1 the draws stay per example: restricting the tasks keeps exactly
+    // the unrestricted run's pairs of those tasks.
+    every_task.copy_share = 0.5;
+    translation_only.copy_share = 0.5;
+    let half = identity_pairs(&every_task, &tokenizer).unwrap();
+    let half_only = identity_pairs(&translation_only, &tokenizer).unwrap();
+    let french: Vec<Pair> = half
+        .iter()
+        .filter(|p| **p != english_copy)
+        .cloned()
+        .collect();
+    assert_eq!(half_only, french);
+    assert!(!half_only.is_empty() && half_only.len() < 20);
+
+    let mut unknown = every_task.clone();
+    unknown.copy_tasks = vec!["summarize".into()];
+    let error = identity_pairs(&unknown, &tokenizer)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("\"summarize\"") && error.contains("modernize, translate-en-fr"),
+        "{error}"
+    );
 }
 
 #[test]

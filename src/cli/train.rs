@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// examples, which makes copying easy to learn early.
     #[arg(long, default_value_t = 0.0)]
     pub copy_share: f64,
+    /// Give identity pairs only to these tasks (e.g. a copy-heavy `modernize`, so that a
+    /// translation task spends its steps on real pairs); default: every task.
+    #[arg(long, num_args = 1.., value_name = "TASK", requires = "copy_share")]
+    pub copy_tasks: Vec<String>,
     /// Spend the first this many steps on synthetic copy pairs (48 random token sequences of
     /// 4–16 tokens a step, under half a data step's cost), so that the copy circuit
     /// forms before the language model takes over; they count towards --steps and the
@@ -93,6 +97,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     if !(0.0..=1.0).contains(&args.copy_share) {
         bail!("--copy-share must lie in [0, 1]");
     }
+    if !args.copy_tasks.is_empty() && args.copy_share == 0.0 {
+        bail!("--copy-tasks needs a --copy-share above 0");
+    }
     if args.copy_curriculum_steps >= args.steps {
         bail!("--copy-curriculum-steps must be fewer than --steps");
     }
@@ -120,6 +127,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         copy_share: args.copy_share,
+        copy_tasks: args.copy_tasks,
         copy_curriculum_steps: args.copy_curriculum_steps,
         init_from: args.init_from,
     };

@@ -48,6 +48,9 @@ pub struct TrainOptions {
     /// reference), to make copying easy to learn early. 0 disables it.
     #[serde(default)]
     pub copy_share: f64,
+    /// Tasks whose examples get identity pairs; empty means every task.
+    #[serde(default)]
+    pub copy_tasks: Vec<String>,
     /// The first this many steps train on synthetic copy pairs of random tokens
     /// (`curriculum.rs`) instead of the data; they count towards `steps` and the schedule.
     #[serde(default)]
@@ -115,13 +118,20 @@ pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) ->
 }
 
 /// Identity pairs (the example's task prefix + its reference → its reference) for a seeded
-/// `copy_share` of the training examples.
-fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+/// `copy_share` of the training examples of the `copy_tasks` (all tasks when empty).
+pub fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
     let mut rng = crate::util::rng::Rng::new(options.seed ^ 0xC0FF_EE00);
     let mut pairs = Vec::new();
+    let mut tasks_seen = std::collections::BTreeSet::new();
     for path in &options.data {
         for example in read_examples(path)? {
-            if !rng.bernoulli(options.copy_share) {
+            // One draw per example whatever its task, so that restricting the tasks keeps
+            // the same examples of the tasks that stay.
+            let drawn = rng.bernoulli(options.copy_share);
+            tasks_seen.insert(example.task.clone());
+            let task_wanted =
+                options.copy_tasks.is_empty() || options.copy_tasks.contains(&example.task);
+            if !(drawn && task_wanted) {
                 continue;
             }
             let prefix = example
@@ -144,6 +154,17 @@ fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<P
                 pairs.push(pair);
             }
         }
+    }
+    if let Some(missing) = options
+        .copy_tasks
+        .iter()
+        .find(|task| !tasks_seen.contains(*task))
+    {
+        let known: Vec<&str> = tasks_seen.iter().map(String::as_str).collect();
+        bail!(
+            "copy task {missing:?} does not occur in the training data (its tasks: {})",
+            known.join(", ")
+        );
     }
     Ok(pairs)
 }

@@ -356,6 +356,9 @@ fn identity_pairs_train_and_old_states_still_resume() {
     assert_eq!(stage2.options.shape, stage1.options.shape);
     assert_eq!(stage2.options.copy_curriculum_steps, 0);
     assert!(stage2.options.init_from.is_some());
+    // Stage 1 gave identity pairs to every task, stage 2 to modernize only.
+    assert!(stage1.options.copy_tasks.is_empty());
+    assert_eq!(stage2.options.copy_tasks, ["modernize"]);
 }
 
 #[test]

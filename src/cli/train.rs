@@ -66,7 +66,7 @@ pub struct TrainArgs {
     pub copy_share: f64,
     /// Give identity pairs only to these tasks (e.g. a copy-heavy `modernize`, so that a
     /// translation task spends its steps on real pairs); default: every task.
-    #[arg(long, num_args = 1.., value_name = "TASK", requires = "copy_share")]
+    #[arg(long, num_args = 1.., value_name = "TASK")]
     pub copy_tasks: Vec<String>,
     /// Spend the first this many steps on synthetic copy pairs (48 random token sequences of
     /// 4–16 tokens a step, under half a data step's cost), so that the copy circuit

@@ -63,7 +63,9 @@ fn synthetic_table(
                 lambda: 1.0 - j as f64 / risks.len() as f64,
                 losses,
                 layers: vec![8.0 - j as f64 * 0.5; n],
+                tokens: vec![10; n],
                 mean_layers: 8.0 - j as f64 * 0.5,
+                chain_complete: Some(true),
             });
         }
     }
@@ -71,6 +73,7 @@ fn synthetic_table(
         examples: (0..n).map(|i| format!("{i:05}")).collect(),
         num_layers: 8,
         candidates,
+        cost: calm::record::cost::CostModel::layers_only(8),
     }
 }
 

@@ -48,7 +48,7 @@ fn hand_computed_chain() {
     let json: Value = serde_json::from_slice(&run.stdout).expect("--json prints JSON");
     assert_eq!(json, read_json(&out.join("thresholds.json")));
     assert_eq!(json["schema"], "calm.thresholds");
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     let rows = json["candidates"].as_array().unwrap();
     let p0 = rows[0]["p_value"].as_f64().unwrap();
     let p1 = rows[1]["p_value"].as_f64().unwrap();
@@ -66,7 +66,12 @@ fn hand_computed_chain() {
     assert_eq!(sha.len(), 64);
     let csv = std::fs::read_to_string(out.join("candidates.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
-    assert!(csv.starts_with("measure,tau,lambda,n,risk,p_value,tested,certified,mean_layers\n"));
+    assert!(csv.starts_with(
+        "measure,tau,lambda,n,risk,p_value,tested,certified,mean_layers,cost_per_token,cost_speedup\n"
+    ));
+    // Without a model's cost model, cost is mean layers: 8 / 6 layers.
+    assert_eq!(rows[0]["cost_per_token"], 6.0);
+    assert!((rows[0]["cost_speedup"].as_f64().unwrap() - 8.0 / 6.0).abs() < 1e-15);
 
     // Bonferroni tests everything at 0.05/3: the third lambda (k = 0) is certified too and,
     // having fewer layers, is selected.

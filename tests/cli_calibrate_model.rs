@@ -112,6 +112,8 @@ fn sweep_records_calibrate_to_the_same_answer_and_chains_stop_early() {
         "0.2",
         "--epsilon",
         "0.1",
+        "--cost-model",
+        out.join("thresholds.json").to_str().unwrap(),
         "--out",
         again.to_str().unwrap(),
     ]);
@@ -272,6 +274,8 @@ fn shards_swept_apart_calibrate_together() {
         "0.1",
         "--procedure",
         "bonferroni",
+        "--cost-model",
+        whole.join("thresholds.json").to_str().unwrap(),
         "--out",
         combined.to_str().unwrap(),
     ]);

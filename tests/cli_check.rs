@@ -1,5 +1,6 @@
-//! `calm check`, the CI gate: holds on data like the calibration data, flags a violated
-//! guarantee and a layer regression (exit 1), refuses a config from another model (exit 2).
+//! `calm check`, the CI gate: three verdicts (certified on fresh data, violation detected,
+//! inconclusive), a layer regression with its sampling error, the Markdown summary for CI, and
+//! refusals of configs from another model or with nothing to test (exit 2).
 
 mod common;
 
@@ -51,28 +52,83 @@ fn calibrated(name: &str) -> (PathBuf, PathBuf, Value) {
 }
 
 fn check(thresholds: &Path, fresh: &Path) -> Output {
-    calm(&[
+    check_with(thresholds, fresh, &[])
+}
+
+fn check_with(thresholds: &Path, fresh: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "check",
         "--thresholds",
         thresholds.to_str().unwrap(),
         "--data",
         fresh.to_str().unwrap(),
         "--json",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    calm(&args)
 }
 
+/// `json` edited and written to its own file (named after a counter, so that edits coexist).
 fn edited(out: &Path, json: &Value, edit: impl Fn(&mut Value)) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut json = json.clone();
     edit(&mut json);
-    let path = out.join("edited.json");
+    let number = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = out.join(format!("edited-{number}.json"));
     std::fs::write(&path, json.to_string()).unwrap();
     path
 }
 
 #[test]
-fn the_gate_holds_flags_violations_and_regressions() {
+fn the_gate_gives_three_verdicts_and_flags_regressions() {
     let (out, fresh, json) = calibrated("gate");
-    let ok = check(&out.join("thresholds.json"), &fresh);
+    // On this 3-layer fixture every certified configuration saves at most 0.1 layers, and the
+    // exit checks cost more than that: the selection is never exit, said plainly.
+    assert_eq!(json["selected"]["never_exit"], true);
+    let reason = json["selected"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("none costs less than the full model"),
+        "{reason}"
+    );
+    let certified: Vec<&Value> = json["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["certified"] == true)
+        .collect();
+    assert!(!certified.is_empty());
+    assert!(certified
+        .iter()
+        .all(|c| c["cost_speedup"].as_f64().unwrap() <= 1.0));
+    assert!(json["run"]["benchmark"].is_null());
+    // The never-exit config passes the gate on the full model (its loss is 0 by construction).
+    let full = check(&out.join("thresholds.json"), &fresh);
+    assert_eq!(full.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&full.stdout).unwrap();
+    assert_eq!(report["never_exit"], true);
+    assert_eq!(report["test"]["risk"], 0.0);
+
+    // Gate the certified configuration with the fewest layers (state τ 0 λ 0.8).
+    let chosen = certified
+        .iter()
+        .min_by(|a, b| {
+            a["mean_layers"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["mean_layers"].as_f64().unwrap())
+        })
+        .unwrap();
+    let json = {
+        let mut j = json.clone();
+        j["selected"]["never_exit"] = false.into();
+        j["selected"]["measure"] = chosen["measure"].clone();
+        j["selected"]["tau"] = chosen["tau"].clone();
+        j["selected"]["lambda"] = chosen["lambda"].clone();
+        j["selected"]["mean_layers"] = chosen["mean_layers"].clone();
+        j
+    };
+    let selected = edited(&out, &json, |_| {});
+    let ok = check(&selected, &fresh);
     assert_eq!(
         ok.status.code(),
         Some(0),
@@ -80,23 +136,59 @@ fn the_gate_holds_flags_violations_and_regressions() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let report: Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(report["holds"], true);
     assert!(out.join("check.json").exists());
-    // The calibration's held-out benchmark (--bench-data) decoded the same fresh data with the
-    // same configuration: the gate's risk and layers agree with it, and the report shows it.
-    assert_eq!(json["selected"]["never_exit"], false);
-    let bench = &json["run"]["benchmark"];
-    assert_eq!(bench["examples"], 30);
-    assert_eq!(bench["risk"], report["test"]["risk"]);
-    assert_eq!(bench["mean_layers"], report["mean_layers"]);
-    assert!(bench["full_tokens_per_second"].as_f64().unwrap() > 0.0);
-    assert!(bench["tokens_per_second"].as_f64().unwrap() > 0.0);
-    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(markdown.contains("| benchmark |"), "{markdown}");
-    assert!(markdown.contains("on 30 held-out examples"), "{markdown}");
+    let test = &report["test"];
+    // The verdict follows the two p-values at their levels, and no other way.
+    let certify = test["certify_p_value"].as_f64().unwrap();
+    let violation = test["violation_p_value"].as_f64().unwrap();
+    let expected = if violation <= 0.05 {
+        "violation-detected"
+    } else if certify <= json["inputs"]["epsilon"].as_f64().unwrap() {
+        "certified"
+    } else {
+        "inconclusive"
+    };
+    assert_eq!(report["verdict"], expected);
+    assert_ne!(report["verdict"], "violation-detected");
+    assert_eq!(test["n"], 30);
+    assert_eq!(test["alpha"], 0.05);
+    assert_eq!(test["epsilon"], json["inputs"]["epsilon"]);
+    assert!(report["full_tokens_per_second"].as_f64().unwrap() > 0.0);
+
+    // One fresh example decides nothing: inconclusive, exit 0, and exit 1 with
+    // --require-certified; the text names δ, both levels and n, and what n would decide.
+    let one = check_with(&selected, &fresh, &["--max-examples", "1"]);
+    assert_eq!(one.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(report["verdict"], "inconclusive");
+    assert!(
+        report["test"]["power"]["n_to_detect_twice_delta"]
+            .as_u64()
+            .unwrap()
+            > 1
+    );
+    let strict = check_with(
+        &selected,
+        &fresh,
+        &["--max-examples", "1", "--require-certified"],
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    let text = calm(&[
+        "check",
+        "--thresholds",
+        selected.to_str().unwrap(),
+        "--data",
+        fresh.to_str().unwrap(),
+        "--max-examples",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("inconclusive"), "{text}");
+    assert!(text.contains("n = 1, δ = 0.3, ε = 0.1, α = 0.05"), "{text}");
+    assert!(!text.contains("holds"), "{text}");
 
     // The same model forced to exit at the first layer whatever it thinks (softmax-max, λ = 0)
-    // against a near-zero bound: the fresh data must reject the guarantee.
+    // against a near-zero bound: the fresh data detect the violation.
     let aggressive = edited(&out, &json, |j| {
         j["selected"]["never_exit"] = false.into();
         j["selected"]["measure"] = "softmax-max".into();
@@ -108,14 +200,78 @@ fn the_gate_holds_flags_violations_and_regressions() {
     let violated = check(&aggressive, &fresh);
     assert_eq!(violated.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&violated.stdout).unwrap();
-    assert_eq!(report["test"]["violated"], true);
+    assert_eq!(report["verdict"], "violation-detected");
+    assert!(report["test"]["violation_p_value"].as_f64().unwrap() <= 0.05);
 
-    // A config that promised fewer layers than the model now needs.
+    // A config that promised far fewer layers than the model now needs.
     let optimistic = edited(&out, &json, |j| j["selected"]["mean_layers"] = 1.0.into());
     let regressed = check(&optimistic, &fresh);
     assert_eq!(regressed.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&regressed.stdout).unwrap();
-    assert_eq!(report["layers_regressed"], true);
+    assert_eq!(report["layers"]["regressed"], true);
+    // A promise just below the measured mean is within the sampling error: not flagged.
+    let measured = report["layers"]["mean_layers"].as_f64().unwrap();
+    let error = report["layers"]["standard_error"].as_f64().unwrap();
+    assert!(error > 0.0);
+    let close = edited(&out, &json, |j| {
+        j["selected"]["mean_layers"] = (measured - 0.5 * error).into()
+    });
+    let report: Value = serde_json::from_slice(
+        &check_with(&close, &fresh, &["--max-layer-regression", "0"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(report["layers"]["regressed"], false);
+}
+
+#[test]
+fn the_summary_is_written_and_appended_for_github() {
+    let (out, fresh, _) = calibrated("summary");
+    let summary = out.join("summary.md");
+    let github = out.join("github-summary.md");
+    std::fs::write(&github, "# earlier step\n").unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args([
+            "check",
+            "--thresholds",
+            out.join("thresholds.json").to_str().unwrap(),
+            "--data",
+            fresh.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ])
+        .env("GITHUB_STEP_SUMMARY", &github)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert!(written.starts_with("### calm check: passed"), "{written}");
+    assert!(written.contains("| risk |"), "{written}");
+    assert!(
+        written.contains("n = 30, δ = 0.3, ε = 0.1, α = 0.05"),
+        "{written}"
+    );
+    let appended = std::fs::read_to_string(&github).unwrap();
+    assert_eq!(appended, format!("# earlier step\n{written}"));
+}
+
+#[test]
+fn no_fresh_examples_is_an_error() {
+    let (out, _, _) = calibrated("empty");
+    let empty = out.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let before = std::fs::read_to_string(out.join("check.json")).ok();
+    let run = check(&out.join("thresholds.json"), &empty);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("empty.jsonl"), "{stderr}");
+    // Nothing written on the refusal.
+    assert_eq!(std::fs::read_to_string(out.join("check.json")).ok(), before);
+    assert!(!out.join("summary.md").exists());
 }
 
 #[test]
@@ -133,4 +289,13 @@ fn a_config_from_another_model_is_refused() {
     });
     let run = check(&records_only, &fresh);
     assert_eq!(run.status.code(), Some(2));
+    // An older or foreign schema is refused by name.
+    let old = edited(&out, &json, |j| j["version"] = 1.into());
+    let run = check(&old, &fresh);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("version 1 is not supported"));
+    let foreign = edited(&out, &json, |j| j["schema"] = "something.else".into());
+    let run = check(&foreign, &fresh);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not a calm thresholds file"));
 }

@@ -361,6 +361,72 @@ fn a_certified_config_drives_generation_and_must_match_the_model() {
             "--input",
             "x",
         ],
-        &["calibrated for another model"],
+        &["is not the model these thresholds were calibrated for"],
+    );
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let model = fixture();
+    // `calm generate --input - --json | head -1`: the reader goes away after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            "-",
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "the cat sat").unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with('{'), "{line}");
+    drop(stdout);
+    // More input after the reader left: calm's next write meets a closed pipe.
+    for _ in 0..50 {
+        if writeln!(stdin, "a dog runs").is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The same with a single --input answer printed through println!.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            "the cat",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -1,87 +1,445 @@
-//! The CI gate's statistics: do fresh data reject the certified guarantee?
+//! The CI gate's statistics: two one-sided tests of a certified configuration on fresh data.
 //!
-//! Calibration rejects H: R > δ to certify. The gate tests the opposite null, H′: R ≤ δ, at level
-//! ε: with X = 1 − L ∈ [0, 1], R ≤ δ ⇔ E[X] ≥ 1 − δ, so the same valid p-values applied to X with
-//! target 1 − δ give a valid p-value for H′. A small value means the data show risk > δ.
+//! - **Certify**: H: R > δ, the calibration's own null, with its p-value, rejected at level ε.
+//!   Rejection is evidence that the risk is at most δ on data like the fresh data.
+//! - **Violation**: H′: R ≤ δ, rejected at level α. With X = 1 − L ∈ [0, 1], R ≤ δ ⇔ E[X] ≥ 1 − δ,
+//!   so the same valid p-values applied to X with target 1 − δ give a valid p-value for H′.
+//!   Rejection is evidence that the risk exceeds δ.
+//!
+//! Neither rejected is **inconclusive**: not evidence either way. Not rejecting "R ≤ δ" says
+//! nothing about the risk (an empty or one-example file rejects nothing), so the gate never turns
+//! it into "the guarantee holds". The power figures say what n would decide.
 
-use super::{candidate_p_value, CalibrationOptions, LossStats};
+use super::binomial::ln_binomial_cdf;
+use super::bounds::upper_confidence_bound;
+use super::{candidate_p_value, pvalues, CalibrationOptions, LossStats, PValueMethod, Procedure};
+use crate::util::rng::Rng;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-/// The outcome of testing one configuration on fresh data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GuaranteeTest {
-    pub n: u64,
-    pub risk: f64,
-    /// p-value of H′: risk ≤ δ (small = evidence of a violation).
-    pub p_value: f64,
-    /// Whether H′ is rejected at level ε.
-    pub violated: bool,
+/// The power the gate's figures are computed for.
+pub const TARGET_POWER: f64 = 0.8;
+/// Largest sample size the power search considers.
+const MAX_SEARCH_N: u64 = 10_000_000;
+/// Simulated fresh sets per power evaluation of an order-dependent p-value (WSR).
+const WSR_POWER_SIMULATIONS: usize = 400;
+
+/// What the gate tests and at which levels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateOptions {
+    /// The certified risk bound δ.
+    pub delta: f64,
+    /// Level ε of the certify test (by default the calibration's ε).
+    pub epsilon: f64,
+    /// Level α of the violation test (the false-alarm rate when the risk is exactly δ).
+    pub alpha: f64,
+    pub pvalue: PValueMethod,
+    /// Seed of the example order of WSR and of its power simulations.
+    pub seed: u64,
 }
 
-/// Test H′: E[loss] ≤ δ at level ε with the options' p-value.
-pub fn test_guarantee(losses: &[f64], options: &CalibrationOptions) -> GuaranteeTest {
-    let flipped: Vec<f64> = losses.iter().map(|&l| 1.0 - l).collect();
-    let flipped_options = CalibrationOptions {
-        delta: 1.0 - options.delta,
-        ..*options
-    };
-    let p_value = if losses.is_empty() {
-        1.0
+impl GateOptions {
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("delta", self.delta),
+            ("epsilon", self.epsilon),
+            ("alpha", self.alpha),
+        ] {
+            if !(value > 0.0 && value < 1.0) {
+                bail!("{name} must lie strictly between 0 and 1 (got {value})");
+            }
+        }
+        Ok(())
+    }
+
+    fn calibration(&self, delta: f64, epsilon: f64) -> CalibrationOptions {
+        CalibrationOptions {
+            delta,
+            epsilon,
+            pvalue: self.pvalue,
+            procedure: Procedure::FixedSequence,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// H: R > δ rejected at level ε on the fresh data.
+    Certified,
+    /// H′: R ≤ δ rejected at level α: the risk exceeds δ.
+    ViolationDetected,
+    /// Neither test rejected.
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verdict::Certified => "certified on fresh data",
+            Verdict::ViolationDetected => "violation detected",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// What n decides, for 0/1 losses (for a given mean, the case hardest to detect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerFigures {
+    /// The power these figures are for (0.8).
+    pub power: f64,
+    /// Smallest true risk that the violation test detects with this power at this n
+    /// (None: not even risk 1).
+    pub detectable_risk: Option<f64>,
+    /// Fresh examples needed to certify if the observed risk held (None: the observed risk is
+    /// not below δ, so no n certifies it).
+    pub n_to_certify_at_observed_risk: Option<u64>,
+    /// Fresh examples needed to detect a true risk of min(2δ, 1) with this power.
+    pub n_to_detect_twice_delta: Option<u64>,
+}
+
+/// The outcome of gating one configuration on fresh data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateTest {
+    pub n: u64,
+    pub risk: f64,
+    pub delta: f64,
+    pub epsilon: f64,
+    pub alpha: f64,
+    pub pvalue: PValueMethod,
+    /// p-value of H: risk > δ (small = evidence that the risk is at most δ).
+    pub certify_p_value: f64,
+    /// p-value of H′: risk ≤ δ (small = evidence of a violation).
+    pub violation_p_value: f64,
+    /// Upper confidence bound on the risk at level ε (the certify test inverted).
+    pub risk_upper_bound: f64,
+    /// Lower confidence bound on the risk at level α (the violation test inverted).
+    pub risk_lower_bound: f64,
+    pub verdict: Verdict,
+    pub power: PowerFigures,
+}
+
+/// The verdict from the two p-values: a violation wins if both reject (it is the safe side).
+pub fn verdict_from_p_values(
+    certify_p_value: f64,
+    violation_p_value: f64,
+    options: &GateOptions,
+) -> Verdict {
+    if violation_p_value <= options.alpha {
+        Verdict::ViolationDetected
+    } else if certify_p_value <= options.epsilon {
+        Verdict::Certified
     } else {
-        candidate_p_value(&flipped, &flipped_options)
+        Verdict::Inconclusive
+    }
+}
+
+/// p-value of H′: R ≤ δ from the losses (the certify p-value of 1 − L against 1 − δ).
+pub fn violation_p_value(losses: &[f64], options: &GateOptions) -> f64 {
+    let flipped: Vec<f64> = losses.iter().map(|&l| 1.0 - l).collect();
+    candidate_p_value(
+        &flipped,
+        &options.calibration(1.0 - options.delta, options.epsilon),
+    )
+}
+
+/// p-value of H: R > δ from the losses (the calibration's p-value).
+pub fn certify_p_value(losses: &[f64], options: &GateOptions) -> f64 {
+    candidate_p_value(losses, &options.calibration(options.delta, options.epsilon))
+}
+
+/// Run both tests on the fresh losses. n = 0 is refused: there is nothing to test.
+pub fn gate_test(losses: &[f64], options: &GateOptions) -> Result<GateTest> {
+    options.validate()?;
+    if losses.is_empty() {
+        bail!("no fresh examples: the gate needs at least one labelled example to test");
+    }
+    let stats = LossStats::from_losses(losses);
+    if options.pvalue == PValueMethod::Binomial && !stats.binary {
+        bail!("the binomial p-value needs 0/1 losses, but the fresh losses are fractional; calibrate with the hb p-value");
+    }
+    let certify = certify_p_value(losses, options);
+    let violation = violation_p_value(losses, options);
+    let flipped: Vec<f64> = losses.iter().map(|&l| 1.0 - l).collect();
+    let upper = upper_confidence_bound(
+        losses,
+        &options.calibration(options.delta, options.epsilon),
+        options.epsilon,
+    );
+    let lower = 1.0
+        - upper_confidence_bound(
+            &flipped,
+            &options.calibration(1.0 - options.delta, options.alpha),
+            options.alpha,
+        );
+    Ok(GateTest {
+        n: stats.n,
+        risk: stats.risk,
+        delta: options.delta,
+        epsilon: options.epsilon,
+        alpha: options.alpha,
+        pvalue: options.pvalue,
+        certify_p_value: certify,
+        violation_p_value: violation,
+        risk_upper_bound: upper,
+        risk_lower_bound: lower.max(0.0),
+        verdict: verdict_from_p_values(certify, violation, options),
+        power: power_figures(stats.n, stats.risk, options),
+    })
+}
+
+/// n 0/1 losses with `count` ones spread evenly (a deterministic sample with that mean).
+fn spread_sample(n: u64, count: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| f64::from(u8::from((i + 1) * count / n > i * count / n)))
+        .collect()
+}
+
+/// The certify p-value against `delta` of n losses with mean `risk` and count ⌈n·risk⌉ (the
+/// sufficient statistics of the count-based p-values; WSR gets an evenly spread 0/1 sample).
+fn count_p_value(options: &GateOptions, n: u64, risk: f64, count: u64, delta: f64) -> f64 {
+    match options.pvalue {
+        PValueMethod::Hb => pvalues::hoeffding_bentkus_p_value(n, risk, count, delta),
+        PValueMethod::Hoeffding => pvalues::hoeffding_p_value(n, risk, delta),
+        PValueMethod::Bentkus => pvalues::bentkus_p_value(n, count, delta),
+        PValueMethod::Binomial => pvalues::binomial_p_value(n, count, delta),
+        PValueMethod::Wsr => candidate_p_value(
+            &spread_sample(n, count),
+            &options.calibration(delta, options.epsilon),
+        ),
+    }
+}
+
+/// Violation p-value of n 0/1 losses with k ones (count-based methods).
+fn violation_p_of_count(options: &GateOptions, n: u64, k: u64) -> f64 {
+    let flipped_count = n - k;
+    count_p_value(
+        options,
+        n,
+        flipped_count as f64 / n as f64,
+        flipped_count,
+        1.0 - options.delta,
+    )
+}
+
+/// Probability that the violation test rejects on n Bernoulli(`risk`) losses.
+pub fn detection_probability(n: u64, risk: f64, options: &GateOptions) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    if options.pvalue == PValueMethod::Wsr {
+        return simulated_detection(n, risk, options);
+    }
+    // The violation p-value falls as the count of ones k rises: find the smallest rejecting k.
+    if violation_p_of_count(options, n, n) > options.alpha {
+        return 0.0;
+    }
+    let (mut low, mut high) = (0u64, n); // p(high) ≤ α; p(low) > α unless low rejects too
+    if violation_p_of_count(options, n, 0) <= options.alpha {
+        return 1.0;
+    }
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if violation_p_of_count(options, n, mid) <= options.alpha {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    // P(Bin(n, risk) ≥ high) = 1 − P(Bin ≤ high − 1).
+    1.0 - ln_binomial_cdf(high - 1, n, risk).exp()
+}
+
+/// WSR's detection probability by simulation with common random numbers (seeded), so that it is
+/// monotone in `risk` and reproducible.
+fn simulated_detection(n: u64, risk: f64, options: &GateOptions) -> f64 {
+    let mut rng = Rng::new(options.seed ^ 0x9e37_79b9_7f4a_7c15 ^ n);
+    let n = n as usize;
+    let detected = (0..WSR_POWER_SIMULATIONS)
+        .filter(|_| {
+            let losses: Vec<f64> = (0..n)
+                .map(|_| f64::from(u8::from(rng.uniform() < risk)))
+                .collect();
+            violation_p_value(&losses, options) <= options.alpha
+        })
+        .count();
+    detected as f64 / WSR_POWER_SIMULATIONS as f64
+}
+
+/// The smallest n whose `holds(n)` is true, searching by doubling then bisection (None past
+/// [`MAX_SEARCH_N`]). Discrete tests are not exactly monotone in n; the bisection returns an n
+/// that satisfies `holds`.
+fn smallest_n(holds: impl Fn(u64) -> bool) -> Option<u64> {
+    let mut high = 1u64;
+    while !holds(high) {
+        if high >= MAX_SEARCH_N {
+            return None;
+        }
+        high = (high * 2).min(MAX_SEARCH_N);
+    }
+    let mut low = high / 2; // !holds(low) unless low = 0
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if holds(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high)
+}
+
+/// Fresh examples needed to detect a true risk `risk` with [`TARGET_POWER`].
+pub fn n_to_detect(risk: f64, options: &GateOptions) -> Option<u64> {
+    if risk <= options.delta {
+        return None;
+    }
+    smallest_n(|n| detection_probability(n, risk, options) >= TARGET_POWER)
+}
+
+/// Fresh examples needed to certify if the losses kept mean `risk`.
+pub fn n_to_certify(risk: f64, options: &GateOptions) -> Option<u64> {
+    if risk >= options.delta {
+        return None;
+    }
+    let p_at = |n: u64| -> f64 {
+        let count = (n as f64 * risk - 1e-10 * n as f64).ceil().max(0.0) as u64;
+        count_p_value(options, n, risk, count, options.delta)
     };
-    GuaranteeTest {
-        n: losses.len() as u64,
-        risk: LossStats::from_losses(losses).risk,
-        p_value,
-        violated: p_value <= options.epsilon,
+    let search = |n: u64| p_at(n) <= options.epsilon;
+    if options.pvalue == PValueMethod::Wsr {
+        // O(n) per evaluation: keep the search to a million examples.
+        return smallest_n(|n| n <= 1_000_000 && search(n)).filter(|&n| n <= 1_000_000);
+    }
+    smallest_n(search)
+}
+
+/// The power figures of a gate with n fresh examples at observed risk `risk`.
+pub fn power_figures(n: u64, risk: f64, options: &GateOptions) -> PowerFigures {
+    let detectable_risk = if detection_probability(n, 1.0, options) < TARGET_POWER {
+        None
+    } else {
+        let (mut low, mut high) = (options.delta, 1.0);
+        // 30 halvings: the risk to within 1e-9.
+        for _ in 0..30 {
+            let mid = 0.5 * (low + high);
+            if detection_probability(n, mid, options) >= TARGET_POWER {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        Some(high)
+    };
+    PowerFigures {
+        power: TARGET_POWER,
+        detectable_risk,
+        n_to_certify_at_observed_risk: n_to_certify(risk, options),
+        n_to_detect_twice_delta: n_to_detect((2.0 * options.delta).min(1.0), options),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibrate::{PValueMethod, Procedure};
-    use crate::util::rng::Rng;
 
-    fn options(pvalue: PValueMethod) -> CalibrationOptions {
-        CalibrationOptions {
+    fn options(pvalue: PValueMethod) -> GateOptions {
+        GateOptions {
             delta: 0.1,
             epsilon: 0.05,
+            alpha: 0.05,
             pvalue,
-            procedure: Procedure::FixedSequence,
             seed: 0,
         }
     }
 
-    #[test]
-    fn clear_violations_are_flagged_and_clean_data_pass() {
-        let bad: Vec<f64> = (0..500).map(|i| f64::from(u8::from(i % 4 == 0))).collect(); // 25% > 10%
-        assert!(test_guarantee(&bad, &options(PValueMethod::Hb)).violated);
-        let good: Vec<f64> = (0..500).map(|i| f64::from(u8::from(i % 20 == 0))).collect(); // 5%
-        assert!(!test_guarantee(&good, &options(PValueMethod::Hb)).violated);
-        assert!(!test_guarantee(&[], &options(PValueMethod::Hb)).violated);
+    fn ones(n: usize, k: usize) -> Vec<f64> {
+        (0..n).map(|i| f64::from(u8::from(i < k))).collect()
     }
 
     #[test]
-    fn false_alarms_stay_below_epsilon_when_the_guarantee_holds() {
-        // True risk exactly δ (the boundary of H′): alarms at most ε of the time.
-        let mut rng = Rng::new(3);
-        for pvalue in [PValueMethod::Hb, PValueMethod::Binomial, PValueMethod::Wsr] {
-            let reps = 2000;
-            let alarms = (0..reps)
-                .filter(|_| {
-                    let losses: Vec<f64> = (0..200)
-                        .map(|_| f64::from(u8::from(rng.uniform() < 0.1)))
-                        .collect();
-                    test_guarantee(&losses, &options(pvalue)).violated
-                })
-                .count();
-            let rate = alarms as f64 / reps as f64;
-            assert!(
-                rate <= 0.05 + 3.0 * (0.05f64 * 0.95 / reps as f64).sqrt(),
-                "{pvalue:?}: {rate}"
-            );
+    fn one_example_is_inconclusive_either_way() {
+        // n = 1, loss 1 (the example): certify p = 1 (risk 1 > δ); violation p on the
+        // flipped loss 0 against 1 − δ = 0.9: HB = min(0.1^1, e·P(Bin(1, 0.9) ≤ 0) = e·0.1) = 0.1,
+        // above α = 0.05. Not a pass: inconclusive.
+        let test = gate_test(&[1.0], &options(PValueMethod::Hb)).unwrap();
+        assert_eq!(test.certify_p_value, 1.0);
+        assert!((test.violation_p_value - 0.1).abs() < 1e-12);
+        assert_eq!(test.verdict, Verdict::Inconclusive);
+        // n = 1, loss 0: certify p = 0.9 (tight Hoeffding (1 − δ)^1), inconclusive.
+        let test = gate_test(&[0.0], &options(PValueMethod::Hb)).unwrap();
+        assert!((test.certify_p_value - 0.9).abs() < 1e-12);
+        assert_eq!(test.violation_p_value, 1.0);
+        assert_eq!(test.verdict, Verdict::Inconclusive);
+        assert!(gate_test(&[], &options(PValueMethod::Hb)).is_err());
+    }
+
+    #[test]
+    fn the_middle_is_inconclusive_and_the_ends_decide() {
+        // n = 50 at observed risk 0.2: violation p = min(exp(−50·h1(0.8, 0.9)), e·P(Bin(50, 0.9) ≤ 40)).
+        let hb = options(PValueMethod::Hb);
+        let test = gate_test(&ones(50, 10), &hb).unwrap();
+        let kl = 0.8f64 * (0.8f64 / 0.9).ln() + 0.2 * (0.2f64 / 0.1).ln();
+        let hoeffding = (-50.0 * kl).exp();
+        let bentkus = std::f64::consts::E * ln_binomial_cdf(40, 50, 0.9).exp();
+        assert!((test.violation_p_value - hoeffding.min(bentkus)).abs() < 1e-12);
+        assert!(test.violation_p_value > 0.05, "{}", test.violation_p_value);
+        assert_eq!(test.verdict, Verdict::Inconclusive);
+        assert!(test.power.detectable_risk.unwrap() > 0.2);
+        assert_eq!(test.power.n_to_certify_at_observed_risk, None);
+        // A clear violation: 500 examples at risk 0.25.
+        let test = gate_test(&ones(500, 125), &hb).unwrap();
+        assert_eq!(test.verdict, Verdict::ViolationDetected);
+        assert!(test.risk_lower_bound > 0.1);
+        // A clear certification: 500 examples at risk 0.04; certify p = min(exp(−500·h1(0.04, 0.1)), e·P(Bin(500, 0.1) ≤ 20)).
+        let test = gate_test(&ones(500, 20), &hb).unwrap();
+        let kl = 0.04f64 * (0.04f64 / 0.1).ln() + 0.96 * (0.96f64 / 0.9).ln();
+        let expected = (-500.0 * kl)
+            .exp()
+            .min(std::f64::consts::E * ln_binomial_cdf(20, 500, 0.1).exp());
+        assert!((test.certify_p_value - expected).abs() < 1e-15);
+        assert_eq!(test.verdict, Verdict::Certified);
+        assert!(test.risk_upper_bound < 0.1);
+    }
+
+    #[test]
+    fn certified_only_when_the_certify_test_rejects() {
+        let mut rng = Rng::new(11);
+        for pvalue in [PValueMethod::Hb, PValueMethod::Hoeffding, PValueMethod::Wsr] {
+            let o = options(pvalue);
+            for _ in 0..300 {
+                let n = 1 + rng.below(120) as usize;
+                let risk = rng.uniform() * 0.3;
+                let losses: Vec<f64> = (0..n)
+                    .map(|_| f64::from(u8::from(rng.uniform() < risk)))
+                    .collect();
+                let test = gate_test(&losses, &o).unwrap();
+                if test.verdict == Verdict::Certified {
+                    assert!(test.certify_p_value <= o.epsilon);
+                    assert!(test.violation_p_value > o.alpha);
+                }
+                if test.certify_p_value > o.epsilon {
+                    assert_ne!(test.verdict, Verdict::Certified);
+                }
+            }
         }
+    }
+
+    #[test]
+    fn power_figures_match_their_definitions() {
+        let o = options(PValueMethod::Binomial);
+        // Exact binomial, δ = 0.1, α = 0.05: the detection probability at the named n reaches 0.8
+        // for risk 0.2, and one fewer example (the search's bracket) does not.
+        let n = n_to_detect(0.2, &o).unwrap();
+        assert!(detection_probability(n, 0.2, &o) >= 0.8);
+        assert!(detection_probability(n / 2, 0.2, &o) < 0.8);
+        assert!((30..400).contains(&n), "{n}");
+        // n to certify at 0.05 observed with exact binomial: P(Bin(n, 0.1) ≤ ⌈0.05 n⌉) ≤ 0.05.
+        let n = n_to_certify(0.05, &o).unwrap();
+        let count = (n as f64 * 0.05).ceil() as u64;
+        assert!(ln_binomial_cdf(count, n, 0.1).exp() <= 0.05);
+        assert_eq!(n_to_certify(0.1, &o), None);
     }
 }

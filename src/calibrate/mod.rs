@@ -65,6 +65,10 @@ pub struct CandidateResult {
     pub tested: bool,
     pub certified: bool,
     pub mean_layers: f64,
+    /// Cost per generated token by the table's cost model (`record::cost`; its unit there).
+    pub cost_per_token: f64,
+    /// The full model's cost over this candidate's, for outputs of the same length (> 1: faster).
+    pub cost_speedup: f64,
 }
 
 /// The chosen configuration, or the a-priori safe fallback.
@@ -87,6 +91,8 @@ pub struct Calibration {
     pub level: f64,
     pub candidates: Vec<CandidateResult>,
     pub selection: Selection,
+    /// The cost model that priced the candidates.
+    pub cost: crate::record::cost::CostModel,
 }
 
 impl Calibration {
@@ -129,6 +135,34 @@ pub fn candidate_p_value(losses: &[f64], options: &CalibrationOptions) -> f64 {
             pvalues::wsr_p_value(&ordered, options.delta, options.epsilon)
         }
     }
+}
+
+/// Why results on chains cut short are not trustworthy, for refusals and warnings.
+pub const TRUNCATION_BIAS: &str = "a fixed-sequence sweep stops each chain at its first failure, judged on all n examples, so the records lack exactly the near-boundary configurations that cause violations, and every example (including any later held out) has already shaped which configurations exist: random-split trials and Bonferroni/Holm on such records are biased optimistic. Sweep the whole grid instead (calm calibrate --model … --procedure bonferroni, or --shard)";
+
+/// The refusal (or, with `allow`, the warning) for records whose chains do not cover their
+/// grid, when `what` (trials, Bonferroni, Holm) needs every candidate. Ok(None): all complete.
+/// Records that do not say (no `chain_complete` column) get a warning, not a refusal.
+pub fn truncation_check(table: &LossTable, what: &str, allow: bool) -> Result<Option<String>> {
+    let (truncated, unknown) = table.truncated_chains();
+    if !truncated.is_empty() {
+        let message = format!(
+            "{} of {} chains were not swept to the end of their λ grid ({}); {what} on them is not valid: {TRUNCATION_BIAS}",
+            truncated.len(),
+            table.chains().len(),
+            truncated.join(", ")
+        );
+        if !allow {
+            bail!("{message} (to proceed anyway, pass --allow-truncated)");
+        }
+        return Ok(Some(format!("warning: {message}")));
+    }
+    if unknown {
+        return Ok(Some(format!(
+            "warning: the records do not say whether every chain covers its λ grid (no `chain_complete` column); if a sweep stopped chains early, {what} is biased optimistic: {TRUNCATION_BIAS}"
+        )));
+    }
+    Ok(None)
 }
 
 /// Compute every candidate's p-value, run the FWER procedure and select a configuration.
@@ -184,6 +218,16 @@ pub fn calibrate(table: &LossTable, options: &CalibrationOptions) -> Result<Cali
             tested: outcome.tested[j],
             certified: outcome.rejected[j],
             mean_layers: candidate.mean_layers,
+            cost_per_token: table.cost.cost_per_token(
+                &candidate.measure,
+                candidate.mean_layers,
+                candidate.tokens_per_example(),
+            ),
+            cost_speedup: table.cost.speedup(
+                &candidate.measure,
+                candidate.mean_layers,
+                candidate.tokens_per_example(),
+            ),
         })
         .collect();
     let selection = select(&candidates);
@@ -195,20 +239,24 @@ pub fn calibrate(table: &LossTable, options: &CalibrationOptions) -> Result<Cali
         level,
         candidates,
         selection,
+        cost: table.cost.clone(),
     })
 }
 
-/// Among certified candidates pick the lowest mean layers; ties go to the larger λ (the more
-/// conservative threshold), then to the earlier candidate in table order. Any rule over the
-/// certified set keeps the guarantee (LTT Thm. 1).
+/// Among certified candidates pick the lowest cost per token (the table's cost model: layers
+/// run, exit checks, propagated K/V, the per-example encoder); ties go to the larger λ (the more
+/// conservative threshold), then to the earlier candidate in table order. A candidate that costs
+/// at least as much as the full model is never chosen: then the answer is never exit. Any rule
+/// over the certified set keeps the guarantee (LTT Thm. 1). `calibrate`, the trials and the
+/// report all select through this one function.
 pub fn select(candidates: &[CandidateResult]) -> Selection {
     candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.certified)
+        .filter(|(_, c)| c.certified && c.cost_speedup > 1.0)
         .min_by(|(ia, a), (ib, b)| {
-            a.mean_layers
-                .total_cmp(&b.mean_layers)
+            a.cost_per_token
+                .total_cmp(&b.cost_per_token)
                 .then(b.lambda.total_cmp(&a.lambda))
                 .then(ia.cmp(ib))
         })

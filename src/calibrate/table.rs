@@ -1,6 +1,7 @@
 //! The loss table: records grouped into candidates, each evaluated on the same n examples.
 
-use crate::record::Records;
+use crate::record::cost::CostModel;
+use crate::record::{mean_layers_per_token, Records};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
@@ -14,9 +15,37 @@ pub struct Candidate {
     pub losses: Vec<f64>,
     /// Mean decoder layers per token of example i.
     pub layers: Vec<f64>,
+    /// Generated tokens of example i.
+    pub tokens: Vec<u32>,
     /// Mean decoder layers per generated token: Σ layers·tokens / Σ tokens over examples
     /// (the plain mean when no example generated a token).
     pub mean_layers: f64,
+    /// Whether the candidate's chain was swept to the end of its λ grid (None: not recorded).
+    pub chain_complete: Option<bool>,
+}
+
+impl Candidate {
+    /// Mean generated tokens per example.
+    pub fn tokens_per_example(&self) -> f64 {
+        self.tokens.iter().map(|&t| t as f64).sum::<f64>() / self.tokens.len().max(1) as f64
+    }
+
+    /// This candidate restricted to the examples at `keep` (in that order), its mean layers
+    /// recomputed by the same token-weighted rule.
+    pub fn subset(&self, keep: &[usize]) -> Candidate {
+        let layers: Vec<f64> = keep.iter().map(|&i| self.layers[i]).collect();
+        let tokens: Vec<u32> = keep.iter().map(|&i| self.tokens[i]).collect();
+        Candidate {
+            measure: self.measure.clone(),
+            tau: self.tau,
+            lambda: self.lambda,
+            losses: keep.iter().map(|&i| self.losses[i]).collect(),
+            mean_layers: mean_layers_per_token(&layers, &tokens),
+            layers,
+            tokens,
+            chain_complete: self.chain_complete,
+        }
+    }
 }
 
 /// Candidates sorted by measure, τ ascending, λ descending; examples sorted by id.
@@ -25,6 +54,8 @@ pub struct LossTable {
     pub examples: Vec<String>,
     pub num_layers: u32,
     pub candidates: Vec<Candidate>,
+    /// How selection prices a candidate ([`CostModel::layers_only`] unless a model's is given).
+    pub cost: CostModel,
 }
 
 /// Treat −0.0 as 0.0 so that both spellings name the same candidate.
@@ -73,6 +104,8 @@ impl LossTable {
             layers: Vec<f64>,
             tokens: Vec<u32>,
             origin: Vec<Option<usize>>,
+            complete: Option<bool>,
+            complete_known: bool,
         }
         let mut keys: HashMap<(u32, u64, u64), usize> = HashMap::new();
         let mut groups: Vec<((u32, f64, f64), Slots)> = Vec::new();
@@ -88,6 +121,8 @@ impl LossTable {
                         layers: vec![0.0; n],
                         tokens: vec![0; n],
                         origin: vec![None; n],
+                        complete: None,
+                        complete_known: true,
                     },
                 ));
                 groups.len() - 1
@@ -109,6 +144,11 @@ impl LossTable {
             slots.losses[slot] = row.loss;
             slots.layers[slot] = row.layers;
             slots.tokens[slot] = row.tokens;
+            // A candidate is complete only if every row says so; unknown if any row is silent.
+            match row.chain_complete {
+                None => slots.complete_known = false,
+                Some(flag) => slots.complete = Some(slots.complete.unwrap_or(true) && flag),
+            }
         }
 
         let mut candidates = Vec::with_capacity(groups.len());
@@ -127,25 +167,16 @@ impl LossTable {
                      (e.g. no record for example {missing:?}); Learn then Test needs every candidate evaluated on the same examples"
                 );
             }
-            let total_tokens: f64 = slots.tokens.iter().map(|&t| t as f64).sum();
-            let mean_layers = if total_tokens > 0.0 {
-                slots
-                    .layers
-                    .iter()
-                    .zip(&slots.tokens)
-                    .map(|(&layers, &tokens)| layers * tokens as f64)
-                    .sum::<f64>()
-                    / total_tokens
-            } else {
-                slots.layers.iter().sum::<f64>() / n as f64
-            };
+            let mean_layers = mean_layers_per_token(&slots.layers, &slots.tokens);
             candidates.push(Candidate {
                 measure,
                 tau,
                 lambda,
                 losses: slots.losses,
                 layers: slots.layers,
+                tokens: slots.tokens,
                 mean_layers,
+                chain_complete: slots.complete.filter(|_| slots.complete_known),
             });
         }
         candidates.sort_by(|a, b| {
@@ -161,7 +192,44 @@ impl LossTable {
                 .collect(),
             num_layers: first.num_layers,
             candidates,
+            cost: CostModel::layers_only(first.num_layers),
         })
+    }
+
+    /// Price candidates with `cost` (a model's, from its shapes) instead of by layers alone.
+    pub fn with_cost(mut self, cost: CostModel) -> Result<Self> {
+        if let Err(problem) = cost.validate(self.num_layers) {
+            bail!("invalid cost model: {problem}");
+        }
+        self.cost = cost;
+        Ok(self)
+    }
+
+    /// The rows of this table restricted to the examples at `keep` (in that order).
+    pub fn subset(&self, keep: &[usize]) -> LossTable {
+        LossTable {
+            examples: keep.iter().map(|&i| self.examples[i].clone()).collect(),
+            num_layers: self.num_layers,
+            candidates: self.candidates.iter().map(|c| c.subset(keep)).collect(),
+            cost: self.cost.clone(),
+        }
+    }
+
+    /// Chains not swept to the end of their λ grid, as "measure tau=…" (empty when all are
+    /// complete), and whether any chain's completeness is unknown.
+    pub fn truncated_chains(&self) -> (Vec<String>, bool) {
+        let mut truncated = Vec::new();
+        let mut unknown = false;
+        for chain in self.chains() {
+            let head = &self.candidates[chain[0]];
+            let flags = chain.iter().map(|&j| self.candidates[j].chain_complete);
+            if flags.clone().any(|f| f == Some(false)) {
+                truncated.push(format!("{} tau={}", head.measure, head.tau));
+            } else if flags.into_iter().any(|f| f.is_none()) {
+                unknown = true;
+            }
+        }
+        (truncated, unknown)
     }
 
     /// Fixed-sequence chains: candidate indices grouped by (measure, τ), λ from largest down.

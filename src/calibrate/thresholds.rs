@@ -1,15 +1,20 @@
 //! The calibration output: `thresholds.json` (schema `calm.thresholds`, versioned) and
 //! `candidates.csv`, written together and atomically.
 
-use super::{Calibration, CandidateResult, Selection};
+use super::{Calibration, CandidateResult, PValueMethod, Procedure, Selection};
+use crate::metrics::Metric;
+use crate::record::cost::CostModel;
+use crate::record::measure::Measure;
+use crate::record::run::{ConfigurationRun, ConfigurationTiming, Consistency};
 use crate::record::SourceFile;
 use crate::util::atomic::write_files_atomically;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const THRESHOLDS_SCHEMA: &str = "calm.thresholds";
-pub const THRESHOLDS_VERSION: u32 = 1;
+/// Version 2: typed run block, the cost model, candidates' cost and cost speed-up.
+pub const THRESHOLDS_VERSION: u32 = 2;
 
 /// `thresholds.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,10 +26,110 @@ pub struct ThresholdsFile {
     pub inputs: Inputs,
     pub selected: Selected,
     pub summary: Summary,
+    /// How selection priced the candidates.
+    pub cost_model: CostModel,
     /// How the records were made, when calm ran the model itself (`calibrate --model`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<serde_json::Value>,
+    pub run: Option<RunInfo>,
     pub candidates: Vec<CandidateResult>,
+}
+
+/// The model run behind a `calibrate --model` calibration: what `check` and `generate` need to
+/// replay the certified configuration exactly as it was calibrated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub model: PathBuf,
+    /// sha256 of the checkpoint's model.safetensors: the config applies to this model only.
+    pub model_sha256: String,
+    pub data: PathBuf,
+    pub data_sha256: String,
+    pub task: Option<String>,
+    pub examples: usize,
+    pub metric: Metric,
+    pub consistency: Consistency,
+    pub measures: Vec<Measure>,
+    pub taus: Vec<f64>,
+    pub lambdas: Vec<f64>,
+    /// N, the maximum output length and the horizon of the decaying threshold λ_t: the
+    /// certificate holds for decoding with this N.
+    pub max_new_tokens: usize,
+    pub sweep: SweepInfo,
+    /// The selected configuration against the full model on held-out data (`--bench-data`).
+    pub benchmark: Option<Benchmark>,
+}
+
+/// What the calibration sweep decoded and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepInfo {
+    pub configurations_evaluated: usize,
+    pub configurations_in_grid: usize,
+    pub full_tokens: usize,
+    pub full_seconds: f64,
+    pub early_tokens: usize,
+    pub early_seconds: f64,
+    pub configurations: Vec<ConfigurationTiming>,
+    pub jobs: usize,
+    /// Whether chains stopped at their first failure (fixed-sequence) or covered the grid.
+    pub early_stop: bool,
+}
+
+/// A held-out benchmark run and the data it ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Benchmark {
+    #[serde(flatten)]
+    pub run: ConfigurationRun,
+    pub data: PathBuf,
+    pub data_sha256: String,
+}
+
+impl RunInfo {
+    /// Refuse a checkpoint other than the one calibrated (sha256 of model.safetensors).
+    pub fn require_model(&self, model_sha256: &str, model_dir: &Path, source: &Path) -> Result<()> {
+        if model_sha256 != self.model_sha256 {
+            bail!(
+                "{} is not the model these thresholds were calibrated for (model.safetensors sha256 {} vs {} in {})",
+                model_dir.display(),
+                model_sha256,
+                self.model_sha256,
+                source.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Read a `thresholds.json`: the one reader, which checks the schema name and version.
+pub fn read_thresholds(path: &Path) -> Result<ThresholdsFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not JSON (expected a calm thresholds.json)",
+            path.display()
+        )
+    })?;
+    let schema = value.get("schema").and_then(|s| s.as_str());
+    if schema != Some(THRESHOLDS_SCHEMA) {
+        bail!(
+            "{}: schema is {}, expected {THRESHOLDS_SCHEMA:?} (not a calm thresholds file)",
+            path.display(),
+            schema.map_or("missing".to_string(), |s| format!("{s:?}"))
+        );
+    }
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(version) if version == THRESHOLDS_VERSION as u64 => {}
+        Some(version) => bail!(
+            "{}: {THRESHOLDS_SCHEMA} version {version} is not supported (this calm reads version {THRESHOLDS_VERSION}); recalibrate with this calm",
+            path.display()
+        ),
+        None => bail!("{}: field `version` is missing", path.display()),
+    }
+    serde_json::from_value(value).with_context(|| {
+        format!(
+            "{}: not a valid {THRESHOLDS_SCHEMA} version {THRESHOLDS_VERSION} file",
+            path.display()
+        )
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +139,8 @@ pub struct Inputs {
     pub num_layers: u32,
     pub delta: f64,
     pub epsilon: f64,
-    pub pvalue: String,
-    pub procedure: String,
+    pub pvalue: PValueMethod,
+    pub procedure: Procedure,
     pub seed: u64,
 }
 
@@ -51,6 +156,8 @@ pub struct Selected {
     pub mean_layers: f64,
     /// num_layers / mean_layers: the decoder-layer reduction (not a wall-clock speed-up).
     pub layer_speedup: f64,
+    /// The cost model's full-model cost over this configuration's (an estimate, not a timing).
+    pub cost_speedup: f64,
     pub reason: String,
 }
 
@@ -76,8 +183,10 @@ impl ThresholdsFile {
                 p_value: Some(chosen.p_value),
                 mean_layers: chosen.mean_layers,
                 layer_speedup: full_depth / chosen.mean_layers.max(f64::MIN_POSITIVE),
+                cost_speedup: chosen.cost_speedup,
                 reason: format!(
-                    "lowest mean layers among {} certified configurations",
+                    "lowest cost per token ({}) among {} certified configurations",
+                    calibration.cost.unit,
                     calibration.certified_count()
                 ),
             },
@@ -90,10 +199,18 @@ impl ThresholdsFile {
                 p_value: None,
                 mean_layers: full_depth,
                 layer_speedup: 1.0,
-                reason: format!(
-                    "no configuration was certified at delta {} and epsilon {} with n = {}: run the full model (never exit)",
-                    options.delta, options.epsilon, calibration.n
-                ),
+                cost_speedup: 1.0,
+                reason: if calibration.certified_count() == 0 {
+                    format!(
+                        "no configuration was certified at delta {} and epsilon {} with n = {}: run the full model (never exit)",
+                        options.delta, options.epsilon, calibration.n
+                    )
+                } else {
+                    format!(
+                        "{} configurations were certified at delta {} and epsilon {} with n = {}, but none costs less than the full model ({}): run the full model (never exit)",
+                        calibration.certified_count(), options.delta, options.epsilon, calibration.n, calibration.cost.unit
+                    )
+                },
             },
         };
         ThresholdsFile {
@@ -112,8 +229,8 @@ impl ThresholdsFile {
                 num_layers: calibration.num_layers,
                 delta: options.delta,
                 epsilon: options.epsilon,
-                pvalue: options.pvalue.name().to_string(),
-                procedure: options.procedure.name().to_string(),
+                pvalue: options.pvalue,
+                procedure: options.procedure,
                 seed: options.seed,
             },
             selected,
@@ -123,6 +240,7 @@ impl ThresholdsFile {
                 certified: calibration.certified_count(),
                 level: calibration.level,
             },
+            cost_model: calibration.cost.clone(),
             run: None,
             candidates: calibration.candidates.clone(),
         }
@@ -137,10 +255,10 @@ impl ThresholdsFile {
     /// The candidate table as CSV, same columns as the JSON table.
     pub fn candidates_csv(&self) -> String {
         let mut out =
-            String::from("measure,tau,lambda,n,risk,p_value,tested,certified,mean_layers\n");
+            String::from("measure,tau,lambda,n,risk,p_value,tested,certified,mean_layers,cost_per_token,cost_speedup\n");
         for c in &self.candidates {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
                 csv_field(&c.measure),
                 csv_number(c.tau),
                 csv_number(c.lambda),
@@ -149,7 +267,9 @@ impl ThresholdsFile {
                 csv_number(c.p_value),
                 c.tested,
                 c.certified,
-                csv_number(c.mean_layers)
+                csv_number(c.mean_layers),
+                csv_number(c.cost_per_token),
+                csv_number(c.cost_speedup)
             ));
         }
         out

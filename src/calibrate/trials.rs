@@ -31,27 +31,11 @@ pub struct TrialsSummary {
     pub mean_test_risk: f64,
     pub mean_layers: f64,
     pub never_exit_runs: usize,
+    /// Set when the records' chains were cut short (or may have been) and the trials ran anyway:
+    /// their violation rate is then biased optimistic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     pub trials: Vec<Trial>,
-}
-
-/// The rows of `table` restricted to examples `keep` (in that order).
-fn subset(table: &LossTable, keep: &[usize]) -> LossTable {
-    LossTable {
-        examples: keep.iter().map(|&i| table.examples[i].clone()).collect(),
-        num_layers: table.num_layers,
-        candidates: table
-            .candidates
-            .iter()
-            .map(|c| {
-                let layers: Vec<f64> = keep.iter().map(|&i| c.layers[i]).collect();
-                let mut candidate = c.clone();
-                candidate.losses = keep.iter().map(|&i| c.losses[i]).collect();
-                candidate.mean_layers = layers.iter().sum::<f64>() / layers.len().max(1) as f64;
-                candidate.layers = layers;
-                candidate
-            })
-            .collect(),
-    }
 }
 
 /// Run `runs` random splits with `calibration_share` of the examples for calibration.
@@ -81,15 +65,13 @@ pub fn run_trials(
         calibration_ids.sort_unstable();
         let mut test_ids = test_part.to_vec();
         test_ids.sort_unstable();
-        let result = calibrate(&subset(table, &calibration_ids), options)?;
+        let result = calibrate(&table.subset(&calibration_ids), options)?;
         let trial = match result.selection {
             Selection::Candidate(j) => {
                 let chosen = &result.candidates[j];
-                let test = &table.candidates[j];
-                let test_risk =
-                    test_ids.iter().map(|&i| test.losses[i]).sum::<f64>() / test_ids.len() as f64;
-                let mean_layers =
-                    test_ids.iter().map(|&i| test.layers[i]).sum::<f64>() / test_ids.len() as f64;
+                let test = table.candidates[j].subset(&test_ids);
+                let test_risk = test.losses.iter().sum::<f64>() / test.losses.len() as f64;
+                let mean_layers = test.mean_layers;
                 Trial {
                     selected: format!(
                         "{} tau={} lambda={}",
@@ -122,6 +104,7 @@ pub fn run_trials(
         mean_test_risk: trials.iter().map(|t| t.test_risk).sum::<f64>() / runs_f,
         mean_layers: trials.iter().map(|t| t.mean_layers).sum::<f64>() / runs_f,
         never_exit_runs: trials.iter().filter(|t| t.selected == "never exit").count(),
+        warning: None,
         trials,
     })
 }

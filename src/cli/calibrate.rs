@@ -2,9 +2,12 @@
 
 use super::EXIT_NEGATIVE;
 use crate::calibrate::thresholds::ThresholdsFile;
-use crate::calibrate::{calibrate, CalibrationOptions, LossTable, PValueMethod, Procedure};
+use crate::calibrate::{
+    calibrate, truncation_check, CalibrationOptions, LossTable, PValueMethod, Procedure,
+};
+use crate::record::cost::CostModel;
 use crate::record::read_records;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -48,6 +51,26 @@ pub struct CalibrateArgs {
     /// Exit with status 1 when no configuration is certified.
     #[arg(long)]
     pub require_certified: bool,
+    /// With --records and --procedure bonferroni or holm: proceed on chains that a
+    /// fixed-sequence sweep cut short (biased optimistic; a warning is printed).
+    #[arg(long)]
+    pub allow_truncated: bool,
+    /// With --records: price candidates with this cost model (the `cost_model` block of a
+    /// thresholds.json from `calm calibrate --model` on the same model, or that block alone)
+    /// [default: mean decoder layers only].
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub cost_model: Option<PathBuf>,
+}
+
+/// A cost model from a JSON file: a thresholds.json's `cost_model` block, or the block alone.
+pub fn read_cost_model(path: &std::path::Path) -> Result<CostModel> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let block = value.get("cost_model").cloned().unwrap_or(value);
+    serde_json::from_value(block)
+        .with_context(|| format!("{}: not a calm cost model (fields num_layers, unit, layer, propagate, head, checks, token, example)", path.display()))
 }
 
 /// The embedded default model and its calibration split, used when no input is named.
@@ -132,7 +155,19 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
         Some(model) => super::calibrate_model::calibrate_model(model, &args.sweep, &options, &out)?,
         None => {
             let records = read_records(&args.records)?;
-            let table = LossTable::from_records(&records)?;
+            let mut table = LossTable::from_records(&records)?;
+            if let Some(path) = &args.cost_model {
+                table = table
+                    .with_cost(read_cost_model(path)?)
+                    .with_context(|| path.display().to_string())?;
+            }
+            if options.procedure != Procedure::FixedSequence {
+                if let Some(warning) =
+                    truncation_check(&table, options.procedure.name(), args.allow_truncated)?
+                {
+                    eprintln!("{warning}");
+                }
+            }
             let calibration = calibrate(&table, &options)?;
             let output = ThresholdsFile::new(&calibration, &records.sources);
             let report = crate::report::build_report(&output, &table, &options, None)?;

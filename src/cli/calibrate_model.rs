@@ -2,7 +2,7 @@
 //! (measure, τ, λ), record consistency losses, and certify thresholds from them.
 
 use super::selected::selected_configuration;
-use crate::calibrate::thresholds::ThresholdsFile;
+use crate::calibrate::thresholds::{Benchmark, RunInfo, SweepInfo, ThresholdsFile};
 use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
 use crate::data::read_task_examples;
 use crate::metrics::Metric;
@@ -197,16 +197,16 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
 }
 
 /// The selected configuration against the full model on held-out data (`--bench-data`): speeds,
-/// risk and mean layers, as JSON for `thresholds.json` (null when nothing was selected).
+/// risk and mean layers (None when nothing was selected).
 fn benchmark(
     checkpoint: &Checkpoint,
     output: &ThresholdsFile,
     args: &SweepArgs,
     metric: Metric,
     (bench, examples): &(PathBuf, Vec<SweepExample>),
-) -> Result<serde_json::Value> {
+) -> Result<Option<Benchmark>> {
     let Some(configuration) = selected_configuration(&output.selected, "the calibration")? else {
-        return Ok(serde_json::Value::Null);
+        return Ok(None);
     };
     let Configuration {
         measure,
@@ -235,10 +235,11 @@ fn benchmark(
         args.jobs,
     )?;
     spinner.finish_and_clear();
-    let mut value = serde_json::to_value(&run)?;
-    value["data"] = serde_json::json!(bench);
-    value["data_sha256"] = serde_json::json!(sha256_file(bench)?);
-    Ok(value)
+    Ok(Some(Benchmark {
+        run,
+        data: bench.clone(),
+        data_sha256: sha256_file(bench)?,
+    }))
 }
 
 pub fn calibrate_model(
@@ -312,38 +313,50 @@ pub fn calibrate_model(
             .collect(),
         rows: records.rows.len() as u64,
     }];
-    let table = LossTable::from_records(&records)?;
+    let mean_input_tokens = sweep_examples
+        .iter()
+        .map(|e| e.input_ids.len() as f64)
+        .sum::<f64>()
+        / sweep_examples.len().max(1) as f64;
+    let mean_output_tokens = result.full_tokens as f64 / sweep_examples.len().max(1) as f64;
+    let cost = crate::model::cost::t5_cost_model(
+        &checkpoint.model.config,
+        mean_input_tokens,
+        mean_output_tokens,
+    );
+    let table = LossTable::from_records(&records)?.with_cost(cost)?;
     let calibration = calibrate(&table, options)?;
     let mut output = ThresholdsFile::new(&calibration, &records.sources);
     let benchmark = match &bench {
         Some(bench) => benchmark(&checkpoint, &output, args, metric, bench)?,
-        None => serde_json::Value::Null,
+        None => None,
     };
-    output.run = Some(serde_json::json!({
-        "model": model_dir,
-        "model_sha256": checkpoint.model_sha256,
-        "data": data,
-        "data_sha256": sha256_file(data)?,
-        "task": args.task,
-        "examples": sweep_examples.len(),
-        "metric": metric.name(),
-        "consistency": args.consistency,
-        "measures": measures.iter().map(|m| m.name()).collect::<Vec<_>>(),
-        "taus": args.taus,
-        "lambdas": lambdas,
-        "max_new_tokens": args.max_new_tokens,
-        "sweep": {
-            "configurations_evaluated": result.evaluated,
-            "configurations_in_grid": result.grid,
-            "full_tokens": result.full_tokens,
-            "full_seconds": result.full_seconds,
-            "early_tokens": result.early_tokens,
-            "early_seconds": result.early_seconds,
-            "configurations": result.timings,
-            "jobs": args.jobs,
+    output.run = Some(RunInfo {
+        model: model_dir.to_path_buf(),
+        model_sha256: checkpoint.model_sha256.clone(),
+        data: data.clone(),
+        data_sha256: sha256_file(data)?,
+        task: args.task.clone(),
+        examples: sweep_examples.len(),
+        metric,
+        consistency: args.consistency,
+        measures: measures.clone(),
+        taus: args.taus.clone(),
+        lambdas: lambdas.clone(),
+        max_new_tokens: args.max_new_tokens,
+        sweep: SweepInfo {
+            configurations_evaluated: result.evaluated,
+            configurations_in_grid: result.grid,
+            full_tokens: result.full_tokens,
+            full_seconds: result.full_seconds,
+            early_tokens: result.early_tokens,
+            early_seconds: result.early_seconds,
+            configurations: result.timings.clone(),
+            jobs: args.jobs,
+            early_stop: fixed_sequence,
         },
-        "benchmark": benchmark,
-    }));
+        benchmark,
+    });
     let traces = crate::report::Traces {
         tokens: &result.token_rows,
         layers: &result.layer_rows,

@@ -1,26 +1,30 @@
-//! `calm check`: the CI gate. Runs the certified configuration on fresh labelled data and fails
-//! when the data reject the guarantee or mean layers regress.
+//! `calm check`: the CI gate. Runs the certified configuration on fresh labelled data and gives
+//! one of three verdicts (certified on fresh data, violation detected, inconclusive), plus a
+//! layer-regression check with its sampling error.
 
-use super::calibrate_model::parse_metric;
 use super::selected::selected_configuration;
 use super::EXIT_NEGATIVE;
-use crate::calibrate::check::{test_guarantee, GuaranteeTest};
-use crate::calibrate::thresholds::ThresholdsFile;
-use crate::calibrate::{CalibrationOptions, PValueMethod, Procedure};
+use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
+use crate::calibrate::thresholds::read_thresholds;
 use crate::data::read_task_examples;
 use crate::model::Checkpoint;
 use crate::record::replay::{encode_examples, replay_configuration, Configuration};
-use crate::record::sweep::Consistency;
 use crate::util::atomic::write_file_atomically;
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 the guarantee holds, 1 violated (or layers regressed), 2 bad input.\n\
+    after_help = "Verdicts (every line names delta, both levels and n):\n  \
+certified on fresh data  H: risk > delta rejected at level epsilon: evidence the risk is at most delta\n  \
+violation detected       H': risk <= delta rejected at level alpha: evidence the risk exceeds delta\n  \
+inconclusive             neither rejected; the output says what n would decide\n\
+Exit status: 0 certified or inconclusive, 1 violation detected, layers regressed, or (with\n\
+--require-certified) anything but certified, 2 bad input.\n\
 Example:\n  calm check --thresholds runs/modernize/thresholds.json --data datasets/bible/test.jsonl.gz"
 )]
 pub struct CheckArgs {
@@ -33,18 +37,50 @@ pub struct CheckArgs {
     /// Checkpoint directory [default: the one recorded in the thresholds]; its sha256 must match.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    #[arg(long)]
+    /// Use at most this many examples of --data (the first ones of the calibrated task)
+    /// [default: all].
+    #[arg(long, value_name = "N")]
     pub max_examples: Option<usize>,
-    /// Fail when mean layers exceed the calibrated value by more than this fraction.
-    #[arg(long, default_value_t = 0.10)]
+    /// Level ε of the certify test (H: risk > δ) [default: the calibration's ε].
+    #[arg(long, value_name = "E")]
+    pub epsilon: Option<f64>,
+    /// Level α of the violation test (H′: risk ≤ δ): the false-alarm rate when the true risk is
+    /// exactly δ. Separate from ε.
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Flag a layer regression when mean layers exceed the calibrated value by more than this
+    /// fraction, beyond the one-sided level-α margin of their standard error.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.10)]
     pub max_layer_regression: f64,
+    /// Exit with status 1 unless the verdict is "certified on fresh data".
+    #[arg(long)]
+    pub require_certified: bool,
+    /// Parallel decoders (one core each).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
     /// Where to write check.json [default: next to the thresholds].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write a Markdown summary here (verdict, risk interval, layers, speed). When the
+    /// environment has GITHUB_STEP_SUMMARY, the summary is appended to that file too.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Print check.json to stdout instead of the text report.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Mean layers per token on the fresh data against the calibrated value.
+#[derive(Debug, Serialize)]
+struct LayerCheck {
+    mean_layers: f64,
+    /// Standard error of the token-weighted mean (ratio estimator, delta method).
+    standard_error: f64,
+    calibrated_mean_layers: f64,
+    max_layer_regression: f64,
+    /// calibrated · (1 + max_layer_regression) + z_{1−α} · standard error.
+    threshold: f64,
+    regressed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,121 +93,149 @@ struct CheckReport {
     data_sha256: String,
     model_sha256: String,
     configuration: String,
-    delta: f64,
-    epsilon: f64,
-    test: GuaranteeTest,
-    mean_layers: f64,
+    never_exit: bool,
+    test: GateTest,
+    layers: LayerCheck,
     /// Wall-clock decoding speed on these data (one decoder per job): full model and the
-    /// certified configuration.
+    /// certified configuration (0 for never exit, which is the full model).
     full_tokens_per_second: f64,
     selected_tokens_per_second: f64,
     wall_clock_speedup: f64,
-    calibrated_mean_layers: f64,
-    max_layer_regression: f64,
-    layers_regressed: bool,
-    holds: bool,
+    /// The verdict, then whether the layers regressed, decide the exit status.
+    verdict: Verdict,
+    passed: bool,
 }
 
-fn run_text<'a>(run: &'a serde_json::Value, key: &str) -> Result<&'a str> {
-    run[key]
-        .as_str()
-        .with_context(|| format!("thresholds.json: run.{key} is missing"))
+/// Standard normal quantile.
+fn normal_quantile(p: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p)
+}
+
+/// Token-weighted mean layers and its standard error: m = Σ l_i t_i / Σ t_i, and by the delta
+/// method Var(m) ≈ Σ (t_i (l_i − m))² / (Σ t_i)².
+fn mean_layers_with_error(layers: &[f64], tokens: &[u32]) -> (f64, f64) {
+    let mean = crate::record::mean_layers_per_token(layers, tokens);
+    let total: f64 = tokens.iter().map(|&t| t as f64).sum();
+    if total == 0.0 || layers.len() < 2 {
+        return (mean, 0.0);
+    }
+    let n = layers.len() as f64;
+    let squares: f64 = layers
+        .iter()
+        .zip(tokens)
+        .map(|(&l, &t)| (t as f64 * (l - mean)).powi(2))
+        .sum();
+    (mean, (squares * n / (n - 1.0)).sqrt() / total)
 }
 
 pub fn run(args: CheckArgs) -> Result<u8> {
     super::generate::set_threads(1);
-    let text = std::fs::read_to_string(&args.thresholds)
-        .with_context(|| format!("cannot read {}", args.thresholds.display()))?;
-    let config: ThresholdsFile = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a calm thresholds file", args.thresholds.display()))?;
+    let config = read_thresholds(&args.thresholds)?;
     let Some(run) = &config.run else {
         bail!("{}: made from records without a model run; `calm check` needs a config from `calm calibrate --model`", args.thresholds.display());
     };
     if args.max_layer_regression.is_nan() || args.max_layer_regression < 0.0 {
         bail!("--max-layer-regression must be ≥ 0");
     }
-    let model_dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from(run_text(run, "model")?),
-    };
-    let checkpoint = Checkpoint::load(&model_dir)?;
-    let expected_sha = run_text(run, "model_sha256")?;
-    if checkpoint.model_sha256 != expected_sha {
-        bail!(
-            "{} is not the model these thresholds were calibrated for (model.safetensors sha256 {} vs {} in {})",
-            model_dir.display(),
-            checkpoint.model_sha256,
-            expected_sha,
-            args.thresholds.display()
-        );
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
     }
-    let metric = parse_metric(run_text(run, "metric")?)?;
-    let consistency: Consistency = serde_json::from_value(run["consistency"].clone())
-        .context("thresholds.json: run.consistency")?;
-    let pvalue: PValueMethod =
-        serde_json::from_value(serde_json::Value::String(config.inputs.pvalue.clone()))
-            .context("thresholds.json: inputs.pvalue")?;
-    let options = CalibrationOptions {
+    let options = GateOptions {
         delta: config.inputs.delta,
-        epsilon: config.inputs.epsilon,
-        pvalue,
-        procedure: Procedure::FixedSequence,
+        epsilon: args.epsilon.unwrap_or(config.inputs.epsilon),
+        alpha: args.alpha,
+        pvalue: config.inputs.pvalue,
         seed: config.inputs.seed,
     };
-    let max_new_tokens = run["max_new_tokens"].as_u64().unwrap_or(64) as usize;
+    options.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (--epsilon and --alpha must lie strictly between 0 and 1; delta comes from {})",
+            args.thresholds.display()
+        )
+    })?;
+    let model_dir = args.model.clone().unwrap_or_else(|| run.model.clone());
+    let checkpoint = Checkpoint::load(&model_dir)?;
+    run.require_model(&checkpoint.model_sha256, &model_dir, &args.thresholds)?;
 
-    let examples = read_task_examples(&args.data, run["task"].as_str(), args.max_examples)?;
+    let examples = read_task_examples(&args.data, run.task.as_deref(), args.max_examples)?;
+    if examples.is_empty() {
+        bail!(
+            "{}: no examples{} to check (the gate needs at least one)",
+            args.data.display(),
+            run.task
+                .as_ref()
+                .map_or(String::new(), |t| format!(" of task {t:?}"))
+        );
+    }
     let sweep_examples = encode_examples(&checkpoint, &examples, &args.data)?;
 
     let selected = &config.selected;
     let depth = checkpoint.model.num_decoder_layers() as f64;
-    let (configuration, test, mean_layers, speeds) =
-        match selected_configuration(selected, &args.thresholds.display().to_string())? {
-            Some(certified) => {
-                let Configuration {
-                    measure,
-                    tau,
-                    lambda,
-                } = certified;
-                let score = |p: &str, r: &str| metric.score(p, r);
-                let replay = replay_configuration(
-                    &checkpoint,
-                    &sweep_examples,
-                    certified,
-                    consistency,
-                    &score,
-                    max_new_tokens,
-                    args.jobs,
-                )?;
-                (
-                    format!("{} tau={tau} lambda={lambda}", measure.name()),
-                    test_guarantee(&replay.losses, &options),
-                    replay.mean_layers,
-                    (replay.full_tokens_per_second, replay.tokens_per_second),
-                )
-            }
-            None => (
-                "never exit (full model)".to_string(),
-                test_guarantee(&vec![0.0; sweep_examples.len()], &options),
-                depth,
-                (0.0, 0.0),
-            ),
-        };
-    let layers_regressed = mean_layers > selected.mean_layers * (1.0 + args.max_layer_regression);
-    let holds = !test.violated && !layers_regressed;
+    let certified = selected_configuration(selected, &args.thresholds.display().to_string())?;
+    let (configuration, losses, layers, tokens, speeds) = match certified {
+        Some(certified) => {
+            let Configuration {
+                measure,
+                tau,
+                lambda,
+            } = certified;
+            let metric = run.metric;
+            let score = |p: &str, r: &str| metric.score(p, r);
+            let replay = replay_configuration(
+                &checkpoint,
+                &sweep_examples,
+                certified,
+                run.consistency,
+                &score,
+                run.max_new_tokens,
+                args.jobs,
+            )?;
+            (
+                format!("{} tau={tau} lambda={lambda}", measure.name()),
+                replay.losses,
+                replay.example_layers,
+                replay.example_tokens,
+                (replay.full_tokens_per_second, replay.tokens_per_second),
+            )
+        }
+        // The full model's consistency loss is 0 by construction.
+        None => (
+            "never exit (full model)".to_string(),
+            vec![0.0; sweep_examples.len()],
+            vec![depth; sweep_examples.len()],
+            vec![1; sweep_examples.len()],
+            (0.0, 0.0),
+        ),
+    };
+    let test = gate_test(&losses, &options)?;
+    let (mean_layers, standard_error) = mean_layers_with_error(&layers, &tokens);
+    let threshold = selected.mean_layers * (1.0 + args.max_layer_regression)
+        + normal_quantile(1.0 - options.alpha) * standard_error;
+    let layers = LayerCheck {
+        mean_layers,
+        standard_error,
+        calibrated_mean_layers: selected.mean_layers,
+        max_layer_regression: args.max_layer_regression,
+        threshold,
+        regressed: mean_layers > threshold,
+    };
+    let verdict = test.verdict;
+    let passed = verdict != Verdict::ViolationDetected
+        && !layers.regressed
+        && (!args.require_certified || verdict == Verdict::Certified);
     let report = CheckReport {
         schema: "calm.check",
-        version: 1,
+        version: 2,
         thresholds: args.thresholds.clone(),
         thresholds_sha256: sha256_file(&args.thresholds)?,
         data: args.data.clone(),
         data_sha256: sha256_file(&args.data)?,
         model_sha256: checkpoint.model_sha256.clone(),
         configuration,
-        delta: options.delta,
-        epsilon: options.epsilon,
+        never_exit: certified.is_none(),
         test,
-        mean_layers,
+        layers,
         full_tokens_per_second: speeds.0,
         selected_tokens_per_second: speeds.1,
         wall_clock_speedup: if speeds.0 > 0.0 {
@@ -179,10 +243,8 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         } else {
             1.0
         },
-        calibrated_mean_layers: selected.mean_layers,
-        max_layer_regression: args.max_layer_regression,
-        layers_regressed,
-        holds,
+        verdict,
+        passed,
     };
     let json = serde_json::to_string_pretty(&report)? + "\n";
     let out_dir = match &args.out {
@@ -194,54 +256,185 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     write_file_atomically(&out_dir.join("check.json"), json.as_bytes())?;
+    let summary = markdown_summary(&report, &args.data);
+    if let Some(path) = &args.summary {
+        write_file_atomically(path, summary.as_bytes())?;
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        append(Path::new(&path), &summary)?;
+    }
+    let mut stdout = std::io::stdout().lock();
     if args.json {
-        print!("{json}");
+        stdout.write_all(json.as_bytes())?;
     } else {
-        println!(
-            "calm check: {} on {} fresh examples ({})",
-            report.configuration,
-            report.test.n,
-            args.data.display()
-        );
-        println!(
-            "  risk {:.4} (bound {}); p-value of 'risk <= {}' = {:.3e} -> {}",
-            report.test.risk,
-            report.delta,
-            report.delta,
-            report.test.p_value,
-            if report.test.violated {
-                "REJECTED at level epsilon"
-            } else {
-                "not rejected"
-            }
-        );
-        println!(
-            "  mean layers {:.2} vs {:.2} calibrated (allowed +{:.0}%) -> {}",
-            report.mean_layers,
-            report.calibrated_mean_layers,
-            report.max_layer_regression * 100.0,
-            if report.layers_regressed {
-                "REGRESSED"
-            } else {
-                "ok"
-            }
-        );
-        if report.full_tokens_per_second > 0.0 {
-            println!(
-                "  speed: full model {:.1} tokens/s, certified configuration {:.1} tokens/s (x{:.2})",
-                report.full_tokens_per_second,
-                report.selected_tokens_per_second,
-                report.wall_clock_speedup
+        stdout.write_all(text_report(&report).as_bytes())?;
+    }
+    Ok(if passed { 0 } else { EXIT_NEGATIVE })
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot append to GITHUB_STEP_SUMMARY ({})", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot append to {}", path.display()))
+}
+
+/// "n = 200, δ = 0.1, ε = 0.05, α = 0.05".
+fn levels(test: &GateTest) -> String {
+    format!(
+        "n = {}, δ = {}, ε = {}, α = {}",
+        test.n, test.delta, test.epsilon, test.alpha
+    )
+}
+
+fn or_more(value: Option<u64>, what: &str) -> String {
+    value.map_or(format!("no n up to 10^7 {what}"), |n| {
+        format!("n = {n} {what}")
+    })
+}
+
+/// The plain-language verdict with its evidence.
+fn verdict_sentence(test: &GateTest) -> String {
+    match test.verdict {
+        Verdict::Certified => format!(
+            "certified on fresh data: H: risk > {} rejected at level ε = {} (p = {:.3e}; {})",
+            test.delta,
+            test.epsilon,
+            test.certify_p_value,
+            levels(test)
+        ),
+        Verdict::ViolationDetected => format!(
+            "VIOLATION DETECTED: H′: risk ≤ {} rejected at level α = {} (p = {:.3e}; {}): the risk exceeds δ",
+            test.delta,
+            test.alpha,
+            test.violation_p_value,
+            levels(test)
+        ),
+        Verdict::Inconclusive => {
+            let power = &test.power;
+            let detectable = power.detectable_risk.map_or(
+                "this n detects no risk, not even 1, with power 0.8".to_string(),
+                |r| format!("this n detects a true risk of {r:.3} or more with power 0.8"),
             );
+            let certify = match power.n_to_certify_at_observed_risk {
+                Some(n) => format!("at the observed risk, n = {n} would certify"),
+                None => "the observed risk is not below δ, so no n certifies it".to_string(),
+            };
+            format!(
+                "inconclusive: neither H: risk > {} (p = {:.3e}, level ε = {}) nor H′: risk ≤ {} (p = {:.3e}, level α = {}) is rejected ({}); {detectable}; {certify}; {}",
+                test.delta,
+                test.certify_p_value,
+                test.epsilon,
+                test.delta,
+                test.violation_p_value,
+                test.alpha,
+                levels(test),
+                or_more(power.n_to_detect_twice_delta, "detects a risk of 2δ with power 0.8"),
+            )
         }
-        println!(
-            "  verdict: {}",
-            if holds {
-                "the guarantee holds"
-            } else {
-                "VIOLATED"
-            }
+    }
+}
+
+fn text_report(report: &CheckReport) -> String {
+    let test = &report.test;
+    let layers = &report.layers;
+    let mut text = format!(
+        "calm check: {} on {} fresh examples ({})\n",
+        report.configuration,
+        test.n,
+        report.data.display()
+    );
+    text += &format!(
+        "  risk {:.4}, interval [{:.4}, {:.4}] (lower at α = {}, upper at ε = {}); δ = {}\n",
+        test.risk,
+        test.risk_lower_bound,
+        test.risk_upper_bound,
+        test.alpha,
+        test.epsilon,
+        test.delta
+    );
+    text += &format!(
+        "  mean layers {:.2} ± {:.2} (s.e.) vs {:.2} calibrated (allowed +{:.0}%, flag above {:.2}) -> {}\n",
+        layers.mean_layers,
+        layers.standard_error,
+        layers.calibrated_mean_layers,
+        layers.max_layer_regression * 100.0,
+        layers.threshold,
+        if layers.regressed { "REGRESSED" } else { "ok" }
+    );
+    if report.full_tokens_per_second > 0.0 {
+        text += &format!(
+            "  speed: full model {:.1} tokens/s, certified configuration {:.1} tokens/s (x{:.2})\n",
+            report.full_tokens_per_second,
+            report.selected_tokens_per_second,
+            report.wall_clock_speedup
         );
     }
-    Ok(if holds { 0 } else { EXIT_NEGATIVE })
+    text += &format!("  verdict: {}\n", verdict_sentence(test));
+    text += &format!(
+        "  gate: {}\n",
+        if report.passed { "passed" } else { "FAILED" }
+    );
+    text
+}
+
+/// The Markdown summary for CI (GitHub's job summary or any file).
+fn markdown_summary(report: &CheckReport, data: &Path) -> String {
+    let test = &report.test;
+    let layers = &report.layers;
+    let mut md = format!(
+        "### calm check: {}\n\n**{}** — {}\n\n| | |\n|---|---|\n",
+        if report.passed { "passed" } else { "FAILED" },
+        test.verdict.describe(),
+        levels(test)
+    );
+    md += &format!("| configuration | {} |\n", report.configuration);
+    md += &format!(
+        "| fresh data | `{}` ({} examples) |\n",
+        data.display(),
+        test.n
+    );
+    md += &format!(
+        "| risk | {:.4}, interval [{:.4}, {:.4}] (δ = {}) |\n",
+        test.risk, test.risk_lower_bound, test.risk_upper_bound, test.delta
+    );
+    md += &format!(
+        "| p-values | certify (H: risk > δ) {:.3e} at ε = {}; violation (H′: risk ≤ δ) {:.3e} at α = {} |\n",
+        test.certify_p_value, test.epsilon, test.violation_p_value, test.alpha
+    );
+    md += &format!(
+        "| mean layers | {:.2} ± {:.2} vs {:.2} calibrated: {} |\n",
+        layers.mean_layers,
+        layers.standard_error,
+        layers.calibrated_mean_layers,
+        if layers.regressed { "regressed" } else { "ok" }
+    );
+    if report.full_tokens_per_second > 0.0 {
+        md += &format!(
+            "| speed | {:.1} vs {:.1} tokens/s full (×{:.2}) |\n",
+            report.selected_tokens_per_second,
+            report.full_tokens_per_second,
+            report.wall_clock_speedup
+        );
+    }
+    md += &format!("\n{}\n", verdict_sentence(test));
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_error_of_the_token_weighted_mean() {
+        // Equal tokens: the plain standard error of the mean, s/√n.
+        let (mean, se) = mean_layers_with_error(&[2.0, 4.0, 6.0], &[5, 5, 5]);
+        assert!((mean - 4.0).abs() < 1e-12);
+        assert!((se - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_layers_with_error(&[3.0], &[7]), (3.0, 0.0));
+        assert!((normal_quantile(0.95) - 1.6448536269514722).abs() < 1e-9);
+    }
 }

@@ -1,7 +1,7 @@
 //! `calm generate`: run the model with or without early exit and show where each token exited.
 
 use super::selected::selected_configuration;
-use crate::calibrate::thresholds::ThresholdsFile;
+use crate::calibrate::thresholds::read_thresholds;
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -43,7 +43,8 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "J")]
     pub exit_layer: Option<usize>,
     /// Use the certified configuration of a thresholds.json (from `calm calibrate --model`
-    /// with this model: the sha256 must match) and its output length.
+    /// with this model: the sha256 must match) and its output length N (the certificate holds
+    /// for that N only; another --max-new-tokens gets a warning).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["measure", "never_exit", "oracle", "exit_layer"])]
     pub thresholds: Option<PathBuf>,
     /// Maximum output length N, also the horizon of the decaying threshold
@@ -103,25 +104,17 @@ impl GenerateArgs {
     }
 }
 
-/// The certified policy and output length of a thresholds file made for this checkpoint.
-fn certified_policy(path: &Path, checkpoint: &Checkpoint) -> Result<(ExitPolicy, Option<usize>)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: ThresholdsFile = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a calm thresholds file", path.display()))?;
-    let run = config.run.as_ref();
-    if let Some(sha) = run.and_then(|r| r["model_sha256"].as_str()) {
-        if sha != checkpoint.model_sha256 {
-            bail!(
-                "{} was calibrated for another model (sha256 {sha}, this one is {})",
-                path.display(),
-                checkpoint.model_sha256
-            );
-        }
+/// The certified policy and output length N of a thresholds file made for this checkpoint
+/// (None for a config made from records, which names no model or N).
+fn certified_policy(
+    path: &Path,
+    checkpoint: &Checkpoint,
+    model_dir: &Path,
+) -> Result<(ExitPolicy, Option<usize>)> {
+    let config = read_thresholds(path)?;
+    if let Some(run) = &config.run {
+        run.require_model(&checkpoint.model_sha256, model_dir, path)?;
     }
-    let max_new_tokens = run
-        .and_then(|r| r["max_new_tokens"].as_u64())
-        .map(|n| n as usize);
     let policy = match selected_configuration(&config.selected, &path.display().to_string())? {
         Some(c) => ExitPolicy::Threshold {
             measure: c.measure,
@@ -131,7 +124,7 @@ fn certified_policy(path: &Path, checkpoint: &Checkpoint) -> Result<(ExitPolicy,
         },
         None => ExitPolicy::Never,
     };
-    Ok((policy, max_new_tokens))
+    Ok((policy, config.run.as_ref().map(|r| r.max_new_tokens)))
 }
 
 pub fn run(args: GenerateArgs) -> Result<u8> {
@@ -140,9 +133,17 @@ pub fn run(args: GenerateArgs) -> Result<u8> {
     let checkpoint = Checkpoint::load(&args.model)?;
     let mut calibrated_length = None;
     if let Some(path) = &args.thresholds {
-        let (certified, length) = certified_policy(path, &checkpoint)?;
+        let (certified, length) = certified_policy(path, &checkpoint, &args.model)?;
         policy = certified;
         calibrated_length = length;
+        if let (Some(calibrated), Some(asked)) = (length, args.max_new_tokens) {
+            if calibrated != asked && policy != ExitPolicy::Never {
+                eprintln!(
+                    "warning: {} is certified for N = {calibrated} (--max-new-tokens of the calibration); N = {asked} changes every decayed threshold λ_t, so the guarantee does not cover this run",
+                    path.display()
+                );
+            }
+        }
     }
     // λ_t decays over the horizon N: with --thresholds keep the calibrated one unless overridden.
     let max_new_tokens = args.max_new_tokens.or(calibrated_length).unwrap_or(64);

@@ -1,7 +1,7 @@
 //! `calm trials`: the paper's random-split protocol on recorded losses, with a plot.
 
 use crate::calibrate::trials::run_trials;
-use crate::calibrate::{CalibrationOptions, LossTable, PValueMethod, Procedure};
+use crate::calibrate::{truncation_check, CalibrationOptions, LossTable, PValueMethod, Procedure};
 use crate::record::read_records;
 use crate::report::plots::{self, Histogram};
 use crate::util::atomic::write_files_atomically;
@@ -11,31 +11,48 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Records should cover the whole λ grid: make them with --procedure bonferroni or holm\n\
-(the fixed-sequence sweep stops chains early, which only makes trials more conservative).\n\
+    after_help = "Records must cover the whole λ grid: make them with `calm calibrate --model … --procedure\n\
+bonferroni` (or holm, or --shard). A fixed-sequence sweep stops chains at their first failure on all\n\
+examples, which biases trials optimistic; such records are refused unless --allow-truncated.\n\
 Example:\n  calm trials --records runs/modernize/records.parquet --delta 0.1 --runs 50 --out runs/modernize/trials"
 )]
 pub struct TrialsArgs {
+    /// Records files (CSV or Parquet; shards are combined) covering the whole grid.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub records: Vec<PathBuf>,
-    #[arg(long)]
+    /// Risk bound δ each trial certifies, in (0, 1).
+    #[arg(long, value_name = "D")]
     pub delta: f64,
-    #[arg(long, default_value_t = 0.05)]
+    /// Failure probability ε of each trial's calibration, in (0, 1).
+    #[arg(long, value_name = "E", default_value_t = 0.05)]
     pub epsilon: f64,
+    /// Random calibration/test splits.
     #[arg(long, default_value_t = 50)]
     pub runs: usize,
     /// Share of the examples used for calibration in each run (the paper: 0.8).
     #[arg(long, default_value_t = 0.8)]
     pub calibration_share: f64,
+    /// p-value of each candidate.
     #[arg(long, value_enum, default_value_t = PValueMethod::Hb)]
     pub pvalue: PValueMethod,
+    /// Family-wise error control across candidates.
     #[arg(long, value_enum, default_value_t = Procedure::FixedSequence)]
     pub procedure: Procedure,
+    /// Seed of the random splits (and of WSR's example order).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Price candidates with this cost model (a thresholds.json's `cost_model` block), as the
+    /// calibration that made the records did [default: mean decoder layers only].
+    #[arg(long, value_name = "FILE")]
+    pub cost_model: Option<PathBuf>,
+    /// Run on chains that a fixed-sequence sweep cut short (biased optimistic): prints the
+    /// warning and marks trials.json.
+    #[arg(long)]
+    pub allow_truncated: bool,
     /// Output directory for trials.json and the plot.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Print trials.json to stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -50,14 +67,22 @@ pub fn run(args: TrialsArgs) -> Result<u8> {
     };
     options.validate()?;
     let records = read_records(&args.records)?;
-    let table = LossTable::from_records(&records)?;
-    let summary = run_trials(
+    let mut table = LossTable::from_records(&records)?;
+    if let Some(path) = &args.cost_model {
+        table = table.with_cost(super::calibrate::read_cost_model(path)?)?;
+    }
+    let warning = truncation_check(&table, "random-split trials", args.allow_truncated)?;
+    if let Some(warning) = &warning {
+        eprintln!("{warning}");
+    }
+    let mut summary = run_trials(
         &table,
         &options,
         args.runs,
         args.calibration_share,
         args.seed,
     )?;
+    summary.warning = warning;
 
     // Histogram of realised test risks in bins of δ/5, δ marked by the bin edge label.
     let width = args.delta / 5.0;

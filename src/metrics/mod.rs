@@ -176,6 +176,20 @@ impl fmt::Display for Metric {
     }
 }
 
+/// Serialized by its canonical name (`rougeL`, `bleu`, …); read back by [`Metric::from_name`].
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metric, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Metric {
     type Err = String;
 

@@ -1,47 +1,6 @@
 //! CALM exit rules: confidence measures (§3.5), the decaying threshold (Eq. 5) and exit policies.
 
-use serde::{Deserialize, Serialize};
-
-/// A confidence measure c_t^i computed at decoder layer i for the token at position t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Measure {
-    /// Softmax response: top-1 minus top-2 probability of the exit head.
-    SoftmaxDiff,
-    /// Largest probability of the exit head.
-    SoftmaxMax,
-    /// Hidden-state saturation: cos(h_i, h_{i−1}) of raw states; first possible exit at layer 2.
-    State,
-    /// sigmoid of the early-exit classifier on the raw state.
-    Classifier,
-}
-
-impl Measure {
-    pub const ALL: [Measure; 4] = [
-        Measure::SoftmaxDiff,
-        Measure::SoftmaxMax,
-        Measure::State,
-        Measure::Classifier,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Measure::SoftmaxDiff => "softmax-diff",
-            Measure::SoftmaxMax => "softmax-max",
-            Measure::State => "state",
-            Measure::Classifier => "classifier",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Measure::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// Whether the measure needs the exit head's softmax at every evaluated layer.
-    pub fn needs_softmax(self) -> bool {
-        matches!(self, Measure::SoftmaxDiff | Measure::SoftmaxMax)
-    }
-}
+pub use crate::record::measure::Measure;
 
 /// λ_t = clip[0,1](0.9·λ + 0.1·exp(−τ·t/N)) (CALM Eq. 5), with t the 0-based output position and
 /// N the maximum output length. τ = 0 gives the constant 0.9·λ + 0.1.

@@ -1,9 +1,12 @@
 //! Per-candidate evaluation records: the stable, versioned interface between whatever ran the model
 //! (calm itself, PyTorch, JAX) and the calibrator. See docs/records.md for the schema.
 
+pub mod cost;
 pub mod evaluate;
+pub mod measure;
 mod read;
 pub mod replay;
+pub mod run;
 mod simulate;
 pub mod sweep;
 pub mod tokens;
@@ -18,6 +21,10 @@ use std::path::PathBuf;
 /// Version of the records schema this build reads and writes (column `records_version`, optional).
 pub const RECORDS_VERSION: u32 = 1;
 
+/// Optional column: whether the row's (measure, τ) chain was swept to the end of its λ grid.
+/// A fixed-sequence sweep stops a chain at its first failure and marks its rows `false`.
+pub const CHAIN_COMPLETE_COLUMN: &str = "chain_complete";
+
 /// Column names of the records schema, in their canonical order.
 pub const COLUMNS: [&str; 8] = [
     "example",
@@ -29,6 +36,22 @@ pub const COLUMNS: [&str; 8] = [
     "tokens",
     "num_layers",
 ];
+
+/// Mean decoder layers per generated token over examples: Σ layers·tokens / Σ tokens, the plain
+/// mean of per-example layers when no example generated a token (docs/records.md).
+pub fn mean_layers_per_token(layers: &[f64], tokens: &[u32]) -> f64 {
+    let total_tokens: f64 = tokens.iter().map(|&t| t as f64).sum();
+    if total_tokens > 0.0 {
+        layers
+            .iter()
+            .zip(tokens)
+            .map(|(&l, &t)| l * t as f64)
+            .sum::<f64>()
+            / total_tokens
+    } else {
+        layers.iter().sum::<f64>() / layers.len().max(1) as f64
+    }
+}
 
 /// Where a row came from, for error messages: the file (index into [`Records::sources`]) and the
 /// 1-based data row within it.
@@ -55,6 +78,9 @@ pub struct RecordRow {
     pub tokens: u32,
     /// Decoder depth L of the model that produced the row.
     pub num_layers: u32,
+    /// Whether the row's chain covers its whole λ grid; None when the records do not say
+    /// (files without the `chain_complete` column, e.g. from other tools or older calm).
+    pub chain_complete: Option<bool>,
     pub origin: RowOrigin,
 }
 
@@ -76,9 +102,37 @@ pub struct Records {
 }
 
 impl Records {
-    /// "file.csv row 17", for error messages.
+    /// "file.csv row 17" for error messages; "row 17" for records made in memory (a sweep or a
+    /// simulation), which have no source file.
     pub fn describe(&self, origin: RowOrigin) -> String {
-        let path = &self.sources[origin.file as usize].path;
-        format!("{} row {}", path.display(), origin.row)
+        match self.sources.get(origin.file as usize) {
+            Some(source) => format!("{} row {}", source.path.display(), origin.row),
+            None => format!("row {}", origin.row),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_without_source_files_describe_rows_without_panicking() {
+        let mut records = simulate_records(&SimulationSpec::grid(3, 2, 1));
+        assert!(records.sources.is_empty());
+        let origin = records.rows[0].origin;
+        assert_eq!(records.describe(origin), "row 1");
+        // A duplicate row in in-memory records is an error naming the rows, not a panic.
+        let duplicate = records.rows[0];
+        records.rows.push(duplicate);
+        let error = crate::calibrate::LossTable::from_records(&records).unwrap_err();
+        assert!(error.to_string().contains("duplicate record"), "{error}");
+        assert!(error.to_string().contains("row 1"), "{error}");
+    }
+
+    #[test]
+    fn token_weighted_mean_layers() {
+        assert_eq!(mean_layers_per_token(&[2.0, 8.0], &[3, 1]), 3.5);
+        assert_eq!(mean_layers_per_token(&[2.0, 8.0], &[0, 0]), 5.0);
     }
 }

@@ -1,6 +1,8 @@
 //! Reading records from CSV and Parquet files (polars), with row-level validation.
 
-use super::{RecordRow, Records, RowOrigin, SourceFile, COLUMNS, RECORDS_VERSION};
+use super::{
+    RecordRow, Records, RowOrigin, SourceFile, CHAIN_COMPLETE_COLUMN, COLUMNS, RECORDS_VERSION,
+};
 use crate::util::sha256_file;
 use crate::util::table::{read_table, text_column};
 use anyhow::{bail, Context, Result};
@@ -106,6 +108,7 @@ pub fn read_records(paths: &[impl AsRef<Path>]) -> Result<Records> {
                 layers: columns.layers[row],
                 tokens: columns.tokens[row],
                 num_layers: columns.num_layers[row],
+                chain_complete: columns.chain_complete.as_ref().map(|c| c[row]),
                 origin,
             };
             validate_row(&record).map_err(|problem| {
@@ -181,6 +184,7 @@ struct FileColumns {
     layers: Vec<f64>,
     tokens: Vec<u32>,
     num_layers: Vec<u32>,
+    chain_complete: Option<Vec<bool>>,
 }
 
 impl FileColumns {
@@ -221,6 +225,11 @@ impl FileColumns {
             layers: number_column(frame, "layers", path)?,
             tokens: count_column(frame, "tokens", path)?,
             num_layers: count_column(frame, "num_layers", path)?,
+            chain_complete: if frame.column(CHAIN_COMPLETE_COLUMN).is_ok() {
+                Some(flag_column(frame, CHAIN_COMPLETE_COLUMN, path)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -282,6 +291,30 @@ fn count_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<u32>> 
                 )
             }
         })
+        .collect()
+}
+
+/// A true/false column (Parquet booleans, or `true`/`false`/`1`/`0` text in CSV).
+fn flag_column(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<bool>> {
+    let column = series(frame, name)?;
+    let text = column
+        .cast(&DataType::String)
+        .with_context(|| format!("{}: column `{name}` cannot be read", path.display()))?;
+    text.str()?
+        .iter()
+        .enumerate()
+        .map(
+            |(row, value)| match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                Some("true") | Some("1") => Ok(true),
+                Some("false") | Some("0") => Ok(false),
+                other => bail!(
+                    "{} row {}: field `{name}` is {:?}, expected true or false",
+                    path.display(),
+                    row + 1,
+                    other.unwrap_or("")
+                ),
+            },
+        )
         .collect()
 }
 

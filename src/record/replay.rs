@@ -2,6 +2,7 @@
 //! layers and wall-clock speed against the full model. The CI gate (`calm check`) and the
 //! held-out benchmark of `calm calibrate` both use it.
 
+pub use super::run::ConfigurationRun;
 use super::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::data::Example;
 use crate::model::{Checkpoint, Measure};
@@ -14,29 +15,6 @@ pub struct Configuration {
     pub measure: Measure,
     pub tau: f64,
     pub lambda: f64,
-}
-
-/// What replaying one configuration measured.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ConfigurationRun {
-    pub examples: usize,
-    /// Per-example consistency loss, in example order.
-    #[serde(skip)]
-    pub losses: Vec<f64>,
-    /// Mean loss over the examples.
-    pub risk: f64,
-    /// Decoder layers per generated token (token-weighted over all examples).
-    pub mean_layers: f64,
-    pub full_tokens: usize,
-    pub full_seconds: f64,
-    pub tokens: usize,
-    pub seconds: f64,
-    pub full_tokens_per_second: f64,
-    pub tokens_per_second: f64,
-    /// Selected tokens/s over full tokens/s.
-    pub wall_clock_speedup: f64,
-    /// Parallel decoders (one thread each) the speeds were measured with.
-    pub jobs: usize,
 }
 
 /// Tokenize labelled examples for the model; errors name the file and the example.
@@ -110,6 +88,8 @@ pub fn replay_configuration(
         examples: examples.len(),
         risk: losses.iter().sum::<f64>() / losses.len() as f64,
         losses,
+        example_layers: rows.iter().map(|r| r.layers).collect(),
+        example_tokens: rows.iter().map(|r| r.tokens).collect(),
         mean_layers,
         full_tokens: result.full_tokens,
         full_seconds: result.full_seconds,

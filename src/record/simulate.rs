@@ -83,6 +83,7 @@ pub fn simulate_records(spec: &SimulationSpec) -> Records {
                         layers,
                         tokens,
                         num_layers: spec.num_layers,
+                        chain_complete: Some(true),
                         origin: RowOrigin {
                             file: 0,
                             row: rows.len() as u32 + 1,

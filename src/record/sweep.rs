@@ -6,21 +6,31 @@
 //! λ (fixed-sequence testing stops at its first non-rejection, so nothing after it can be
 //! certified): the sweep costs far less than grid × data.
 
+pub use super::run::{ConfigurationTiming, Consistency};
 use super::tokens::{LayerRow, TokenRow};
 use super::{RecordRow, Records, RowOrigin};
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
 use anyhow::{anyhow, Result};
 
-/// How an early output is compared.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Consistency {
-    /// 1 − metric(early output, full output).
-    Textual,
-    /// max(0, metric(full output, reference) − metric(early output, reference)).
-    Risk,
+/// The consistency loss of one early output (CALM Eq. 2 and 3), in [0, 1]. An early output
+/// identical to the full output costs 0 whatever the metric makes of it (ROUGE of text without
+/// ASCII letters or digits, BLEU and chrF of empty texts are all 0 even against themselves).
+pub fn consistency_loss(
+    consistency: Consistency,
+    metric: &(dyn Fn(&str, &str) -> f64 + Sync),
+    early: &str,
+    full: &str,
+    reference: &str,
+    full_quality: f64,
+) -> f64 {
+    if early == full {
+        return 0.0;
+    }
+    match consistency {
+        Consistency::Textual => 1.0 - metric(early, full),
+        Consistency::Risk => (full_quality - metric(early, reference)).max(0.0),
+    }
+    .clamp(0.0, 1.0)
 }
 
 /// One example to sweep: tokenized input and reference text.
@@ -69,16 +79,6 @@ pub struct SweepOutput {
     /// Per evaluated configuration: decoding wall-clock seconds and generated tokens over all
     /// examples (the full model's are `full_seconds` and `full_tokens`).
     pub timings: Vec<ConfigurationTiming>,
-}
-
-/// Wall-clock cost of decoding every example with one configuration.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ConfigurationTiming {
-    pub measure: String,
-    pub tau: f64,
-    pub lambda: f64,
-    pub seconds: f64,
-    pub tokens: usize,
 }
 
 /// One decoded output.
@@ -266,7 +266,11 @@ pub fn sweep(
     let mut timings = Vec::new();
     for (measure_index, &measure) in options.measures.iter().enumerate() {
         for &tau in &options.taus {
-            for &lambda in &options.lambdas {
+            // A chain is complete when the sweep reached its last λ (records say so, so that
+            // trials and Bonferroni/Holm can refuse chains that a fixed-sequence sweep cut short).
+            let chain_start = records.rows.len();
+            let mut stopped_early = false;
+            for (lambda_index, &lambda) in options.lambdas.iter().enumerate() {
                 let policy = ExitPolicy::Threshold {
                     measure,
                     lambda,
@@ -314,13 +318,14 @@ pub fn sweep(
                             &generation,
                         );
                     }
-                    let loss = match options.consistency {
-                        Consistency::Textual => 1.0 - metric(&text, &full[index].text),
-                        Consistency::Risk => (full_quality[index]
-                            - metric(&text, &examples[index].reference))
-                        .max(0.0),
-                    }
-                    .clamp(0.0, 1.0);
+                    let loss = consistency_loss(
+                        options.consistency,
+                        metric,
+                        &text,
+                        &full[index].text,
+                        &examples[index].reference,
+                        full_quality[index],
+                    );
                     losses.push(loss);
                     early_tokens += tokens;
                     records.rows.push(RecordRow {
@@ -332,6 +337,7 @@ pub fn sweep(
                         layers,
                         tokens: tokens as u32,
                         num_layers: depth,
+                        chain_complete: None,
                         origin: RowOrigin {
                             file: 0,
                             row: records.rows.len() as u32 + 1,
@@ -340,8 +346,12 @@ pub fn sweep(
                     early_texts.push(text);
                 }
                 if !keep_going(&losses) {
+                    stopped_early = lambda_index + 1 < options.lambdas.len();
                     break;
                 }
+            }
+            for row in &mut records.rows[chain_start..] {
+                row.chain_complete = Some(!stopped_early);
             }
         }
     }
@@ -409,5 +419,42 @@ fn push_token_rows(
                 .map(|c| c.unwrap_or(f32::NAN))
                 .collect(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metric;
+
+    #[test]
+    fn identical_outputs_cost_nothing_whatever_the_metric_says() {
+        // Why the rule is needed: rouge-score's tokenizer keeps ASCII letters and digits only,
+        // so ROUGE-L of CJK text against itself is 0, and sacrebleu's BLEU of "" against "" is 0.
+        assert_eq!(
+            Metric::RougeL.score("上帝创造了天地", "上帝创造了天地"),
+            0.0
+        );
+        assert_eq!(Metric::Bleu.score("", ""), 0.0);
+        for metric in [Metric::RougeL, Metric::Bleu, Metric::Chrf] {
+            let score = |p: &str, r: &str| metric.score(p, r);
+            for text in ["上帝创造了天地", "…!?", ""] {
+                // The metric itself gives 0 for some of these (no ASCII words, empty texts).
+                let loss = consistency_loss(Consistency::Textual, &score, text, text, "x", 0.5);
+                assert_eq!(loss, 0.0, "{metric:?} {text:?}");
+                let loss = consistency_loss(Consistency::Risk, &score, text, text, "ref", 0.7);
+                assert_eq!(loss, 0.0, "{metric:?} {text:?}");
+            }
+            // Different outputs still cost what the metric says.
+            let loss = consistency_loss(
+                Consistency::Textual,
+                &score,
+                "the cat sat",
+                "a dog ran far",
+                "",
+                0.0,
+            );
+            assert_eq!(loss, 1.0 - score("the cat sat", "a dog ran far"));
+        }
     }
 }

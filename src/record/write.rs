@@ -1,6 +1,6 @@
 //! Writing records as Parquet or CSV (chosen by extension), atomically.
 
-use super::{Records, COLUMNS, RECORDS_VERSION};
+use super::{Records, CHAIN_COMPLETE_COLUMN, COLUMNS, RECORDS_VERSION};
 use crate::util::atomic::write_file_atomically;
 use anyhow::{bail, Context, Result};
 use polars::prelude::{
@@ -9,7 +9,7 @@ use polars::prelude::{
 use std::path::Path;
 
 /// Write `records` to `path` (`.parquet` or `.csv`) with the canonical column order plus
-/// `records_version`, then any `extra` text columns (one value per row, e.g. the early and full
+/// `records_version` and, when every row knows it, `chain_complete`; then any `extra` text columns (one value per row, e.g. the early and full
 /// outputs; readers ignore them). The file appears only once it is complete.
 pub fn write_records(records: &Records, path: &Path, extra: &[(&str, &[String])]) -> Result<()> {
     let bytes = records_bytes(records, path, extra)?;
@@ -76,6 +76,14 @@ pub fn records_bytes(
         ),
     ];
     let mut columns = columns;
+    // Completeness is written when every row knows it (a calm sweep), else left out.
+    let complete: Option<Vec<bool>> = rows.iter().map(|r| r.chain_complete).collect();
+    if let Some(complete) = complete.filter(|c| !c.is_empty()) {
+        columns.push(column(
+            CHAIN_COMPLETE_COLUMN,
+            Series::new("".into(), complete),
+        ));
+    }
     for (name, values) in extra {
         if values.len() != rows.len() {
             bail!(

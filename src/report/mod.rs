@@ -110,6 +110,12 @@ pub fn build_report(
     let chains = table.chains();
     let depth = table.num_layers as f64;
     let level = output.summary.level;
+    // The per-test level the bound is drawn at, named as the procedure defines it.
+    let level_name = match options.procedure {
+        crate::calibrate::Procedure::FixedSequence => "ε/K",
+        crate::calibrate::Procedure::Bonferroni => "ε/N",
+        crate::calibrate::Procedure::Holm => "ε/N (Holm's first step)",
+    };
 
     // Risk and its upper confidence bound vs λ, per chain, with δ.
     let mut risk_series = Vec::new();
@@ -142,7 +148,7 @@ pub fn build_report(
             colour,
         });
         risk_series.push(Series {
-            label: format!("{label}: upper bound at ε/K"),
+            label: format!("{label}: upper bound at {level_name}"),
             points: bound,
             dashed: true,
             markers: Vec::new(),
@@ -199,6 +205,7 @@ pub fn build_report(
                 .filter(|c| &c.measure == measure)
                 .cloned()
                 .collect(),
+            cost: table.cost.clone(),
         };
         let mut points = Vec::new();
         for delta in FRONTIER_DELTAS {
@@ -216,8 +223,10 @@ pub fn build_report(
             colour,
         });
     }
-    // The oracle (exit at the first layer that agrees with the top layer) reproduces the full
-    // output exactly, so its loss is 0 at every δ: a constant reference line.
+    // The oracle: on the full model's own path (no exits, so no state propagation), the first
+    // layer whose argmax equals the top layer's. A reference line, not a bound: a decoder that
+    // exits changes the later states it attends to, so it is neither the full output exactly
+    // nor the most a measure could save.
     let oracle = traces.as_ref().and_then(|t| oracle_mean_layers(t.layers));
     if let Some(layers) = oracle {
         let speedup = depth / layers.max(1e-9);
@@ -331,27 +340,82 @@ pub fn build_report(
 /// examples, when calm ran the model.
 fn measured_speedup(output: &ThresholdsFile) -> Option<(f64, String)> {
     let run = output.run.as_ref()?;
-    let bench = &run["benchmark"];
-    if let Some(speedup) = bench["wall_clock_speedup"].as_f64() {
+    if let Some(bench) = &run.benchmark {
         return Some((
-            speedup,
+            bench.run.wall_clock_speedup,
             format!(
                 "on {} held-out examples ({})",
-                bench["examples"],
-                bench["data"].as_str().unwrap_or("?")
+                bench.run.examples,
+                bench.data.display()
             ),
         ));
     }
-    let sweep = &run["sweep"];
-    let full = sweep["full_seconds"].as_f64()?;
     let selected = &output.selected;
-    let timing = sweep["configurations"].as_array()?.iter().find(|t| {
-        t["measure"].as_str() == selected.measure.as_deref()
-            && t["tau"].as_f64() == selected.tau
-            && t["lambda"].as_f64() == selected.lambda
+    let timing = run.sweep.configurations.iter().find(|t| {
+        Some(t.measure.as_str()) == selected.measure.as_deref()
+            && Some(t.tau) == selected.tau
+            && Some(t.lambda) == selected.lambda
     })?;
-    let seconds = timing["seconds"].as_f64()?;
-    (seconds > 0.0).then(|| (full / seconds, "on the calibration examples".to_string()))
+    (timing.seconds > 0.0).then(|| {
+        (
+            run.sweep.full_seconds / timing.seconds,
+            "on the calibration examples".to_string(),
+        )
+    })
+}
+
+/// Spearman's rank correlation between the cost model's cost per token and the sweep's
+/// measured seconds per token over the configurations it timed (None with fewer than 3).
+pub fn cost_rank_correlation(output: &ThresholdsFile) -> Option<f64> {
+    let run = output.run.as_ref()?;
+    let mut pairs = Vec::new();
+    for timing in &run.sweep.configurations {
+        let candidate = output.candidates.iter().find(|c| {
+            c.measure == timing.measure && c.tau == timing.tau && c.lambda == timing.lambda
+        })?;
+        if timing.tokens > 0 {
+            pairs.push((
+                candidate.cost_per_token,
+                timing.seconds / timing.tokens as f64,
+            ));
+        }
+    }
+    let (model, measured): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    spearman(&model, &measured)
+}
+
+/// Spearman's ρ with average ranks for ties (None for fewer than 3 pairs or a constant side).
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    fn ranks(values: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+        let mut ranks = vec![0.0; values.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            while end + 1 < order.len() && values[order[end + 1]] == values[order[start]] {
+                end += 1;
+            }
+            let rank = (start + end) as f64 / 2.0;
+            for &i in &order[start..=end] {
+                ranks[i] = rank;
+            }
+            start = end + 1;
+        }
+        ranks
+    }
+    if a.len() != b.len() || a.len() < 3 {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let mean = (a.len() - 1) as f64 / 2.0;
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        cov += (x - mean) * (y - mean);
+        va += (x - mean).powi(2);
+        vb += (y - mean).powi(2);
+    }
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 /// `report.md`: verdict, inputs, per-chain summary, plots.
@@ -367,8 +431,11 @@ fn markdown(
     let loss_name = match &output.run {
         Some(run) => format!(
             "{} loss ({})",
-            run["consistency"].as_str().unwrap_or("consistency"),
-            run["metric"].as_str().unwrap_or("?")
+            match run.consistency {
+                crate::record::run::Consistency::Textual => "textual",
+                crate::record::run::Consistency::Risk => "risk",
+            },
+            run.metric.name()
         ),
         None => "consistency loss (as recorded)".to_string(),
     };
@@ -413,57 +480,64 @@ fn markdown(
         let _ = writeln!(
             md,
             "| model | `{}` (sha256 `{}`) |",
-            run["model"].as_str().unwrap_or("?"),
-            run["model_sha256"]
-                .as_str()
-                .map_or("?", |s| &s[..16.min(s.len())])
+            run.model.display(),
+            &run.model_sha256[..16.min(run.model_sha256.len())]
         );
         let _ = writeln!(
             md,
             "| data | `{}` ({} examples) |",
-            run["data"].as_str().unwrap_or("?"),
-            run["examples"]
+            run.data.display(),
+            run.examples
         );
-        let sweep = &run["sweep"];
-        let evaluated = sweep["configurations_evaluated"].as_f64().unwrap_or(0.0);
-        let grid = sweep["configurations_in_grid"].as_f64().unwrap_or(0.0);
-        let note = if evaluated < grid {
-            "; chains stop at their first failed test"
+        let sweep = &run.sweep;
+        let note = if sweep.early_stop {
+            "; fixed-sequence early stop: chains stop at their first failed test"
         } else {
-            ""
+            "; whole grid"
         };
         let _ = writeln!(
             md,
-            "| sweep | {evaluated} of {grid} configurations decoded ({:.0}% of the grid{note}) |",
-            100.0 * evaluated / grid.max(1.0)
+            "| sweep | {} of {} configurations decoded ({:.0}% of the grid{note}) |",
+            sweep.configurations_evaluated,
+            sweep.configurations_in_grid,
+            100.0 * sweep.configurations_evaluated as f64
+                / sweep.configurations_in_grid.max(1) as f64
         );
-        if let (Some(tokens), Some(seconds)) = (
-            sweep["full_tokens"].as_f64(),
-            sweep["full_seconds"].as_f64(),
-        ) {
-            let _ = writeln!(md, "| full-model pass | {tokens} tokens in {seconds:.1} s ({:.0} tokens/s on {} jobs) |", tokens / seconds.max(1e-9), sweep["jobs"]);
-        }
-        let bench = &run["benchmark"];
-        if let (Some(full), Some(selected), Some(speedup)) = (
-            bench["full_tokens_per_second"].as_f64(),
-            bench["tokens_per_second"].as_f64(),
-            bench["wall_clock_speedup"].as_f64(),
-        ) {
+        let _ = writeln!(
+            md,
+            "| full-model pass | {} tokens in {:.1} s ({:.0} tokens/s on {} jobs) |",
+            sweep.full_tokens,
+            sweep.full_seconds,
+            sweep.full_tokens as f64 / sweep.full_seconds.max(1e-9),
+            sweep.jobs
+        );
+        if let Some(bench) = &run.benchmark {
+            let b = &bench.run;
             let _ = writeln!(
                 md,
-                "| benchmark | `{}`, {} held-out examples on {} jobs: full model **{full:.0} tokens/s**, selected configuration **{selected:.0} tokens/s** (**×{speedup:.2}**); there its risk is {:.4} and it uses {:.2} layers per token |",
-                bench["data"].as_str().unwrap_or("?"),
-                bench["examples"],
-                bench["jobs"],
-                bench["risk"].as_f64().unwrap_or(f64::NAN),
-                bench["mean_layers"].as_f64().unwrap_or(f64::NAN),
+                "| benchmark | `{}`, {} held-out examples on {} jobs: full model **{:.0} tokens/s**, selected configuration **{:.0} tokens/s** (**×{:.2}**); there its risk is {:.4} and it uses {:.2} layers per token |",
+                bench.data.display(),
+                b.examples,
+                b.jobs,
+                b.full_tokens_per_second,
+                b.tokens_per_second,
+                b.wall_clock_speedup,
+                b.risk,
+                b.mean_layers,
+            );
+        }
+        if let Some(rho) = cost_rank_correlation(output) {
+            let _ = writeln!(
+                md,
+                "| cost model | selection minimises the estimated cost per token (`record::cost`: layers, exit checks, propagated K/V, encoder); over the {} configurations the sweep timed, its ranking agrees with the measured seconds per token with Spearman ρ = {rho:.2} |",
+                sweep.configurations.len()
             );
         }
     }
     if let Some(layers) = oracle {
         let _ = writeln!(
             md,
-            "| oracle | exiting at the first layer whose prediction equals the top layer's takes {layers:.2} of {} layers (×{:.2}): the most any measure could save without changing the output |",
+            "| oracle | on the full model's path (no exits, no state propagation), the first layer whose prediction equals the top layer's is layer {layers:.2} on average of {} (×{:.2}); a reference line for how early the layers agree, not a bound on what a measure can save |",
             table.num_layers,
             table.num_layers as f64 / layers.max(1e-9)
         );
@@ -471,8 +545,8 @@ fn markdown(
     let _ = writeln!(
         md,
         "| test | {} p-values, {} at per-test level {:.3e}; {} of {} candidates certified |\n",
-        output.inputs.pvalue,
-        output.inputs.procedure,
+        output.inputs.pvalue.name(),
+        output.inputs.procedure.name(),
         output.summary.level,
         output.summary.certified,
         output.summary.candidates

@@ -206,8 +206,8 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
         let selected = &output.selected;
         match (&selected.measure, selected.tau, selected.lambda, selected.p_value) {
             (Some(measure), Some(tau), Some(lambda), Some(p)) if !selected.never_exit => println!(
-                "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer)",
-                selected.risk, selected.mean_layers, num_layers, selected.layer_speedup
+                "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer; cost model x{:.2})",
+                selected.risk, selected.mean_layers, num_layers, selected.layer_speedup, selected.cost_speedup
             ),
             _ => println!("selected: never exit (full model). {}", selected.reason),
         }

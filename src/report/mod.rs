@@ -440,7 +440,16 @@ fn markdown(
         None => "consistency loss (as recorded)".to_string(),
     };
     let confidence = (1.0 - options.epsilon) * 100.0;
-    if selected.never_exit {
+    if selected.never_exit && output.summary.certified > 0 {
+        let _ = writeln!(
+            md,
+            "**Verdict: run the full model.** {} configurations were certified (their {loss_name} is at most δ = {} \
+             with probability ≥ {confidence}% over the draw of the n = {} calibration examples), but by the cost model \
+             none costs less per token than the full model ({} decoder layers): their exit checks cost more than \
+             the layers they save.\n",
+            output.summary.certified, options.delta, output.inputs.n, table.num_layers
+        );
+    } else if selected.never_exit {
         let _ = writeln!(
             md,
             "**Verdict: no early-exit configuration could be certified.** With n = {} calibration examples, \
@@ -453,7 +462,7 @@ fn markdown(
             md,
             "**Verdict:** with probability ≥ {confidence}% over the draw of the {} calibration examples, the average \
              {loss_name} of **{} τ = {} λ = {}** is at most **{}**. Its calibration risk is {:.4}; \
-             it uses **{:.2} of {} decoder layers** per token on average (×{:.2} fewer layers){}.\n",
+             it uses **{:.2} of {} decoder layers** per token on average (×{:.2} fewer layers; the cost model estimates ×{:.2} in time){}.\n",
             output.inputs.n,
             selected.measure.as_deref().unwrap_or("?"),
             selected.tau.unwrap_or(0.0),
@@ -463,6 +472,7 @@ fn markdown(
             selected.mean_layers,
             table.num_layers,
             selected.layer_speedup,
+            selected.cost_speedup,
             measured_speedup(output).map_or(String::new(), |(x, place)| format!("; measured wall-clock speed-up ×{x:.2} {place}"))
         );
     }

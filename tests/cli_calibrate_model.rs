@@ -403,3 +403,133 @@ fn without_inputs_or_out_the_defaults_apply() {
             .ends_with("test.jsonl.gz"));
     }
 }
+
+fn sweep_run(dir: &Path, data: &Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let out = dir.join(name);
+    let mut args = vec![
+        "calibrate",
+        "--model",
+        &MODEL_ARG,
+        "--data",
+        data.to_str().unwrap(),
+        "--delta",
+        "0.2",
+        "--epsilon",
+        "0.1",
+        "--lambdas",
+        "1,0.9,0.8,0.7,0.5,0.2,0",
+        "--taus",
+        "0,4",
+        "--max-new-tokens",
+        "8",
+    ];
+    let out_text = out.to_str().unwrap().to_string();
+    args.extend_from_slice(&["--out", &out_text]);
+    args.extend_from_slice(extra);
+    let run = calm(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    read_json(&out.join("thresholds.json"))
+}
+
+static MODEL_ARG: std::sync::LazyLock<String> = std::sync::LazyLock::new(model);
+
+/// Records of a run as (example, measure, tau, lambda) -> (loss, layers, tokens), plus the
+/// early outputs, read back from records.parquet.
+fn records_of(dir: &Path) -> Vec<(String, String, String)> {
+    let records = calm::record::read_records(&[dir.join("records.parquet")]).unwrap();
+    let mut rows: Vec<(String, String, String)> = records
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                records.examples[r.example as usize].clone(),
+                format!(
+                    "{} {} {}",
+                    records.measures[r.measure as usize], r.tau, r.lambda
+                ),
+                format!("{} {} {} {:?}", r.loss, r.layers, r.tokens, r.chain_complete),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn an_early_stopped_sweep_equals_the_full_grid_tested_by_fixed_sequence() {
+    // Issue 17: the fixed-sequence sweep stops each chain at its first failure; sweeping the whole
+    // grid (bonferroni) and then testing the same records by fixed sequence must certify the same
+    // candidates and select the same configuration.
+    let dir = scratch("equivalence");
+    let data = data_file(&dir, 30);
+    let early = sweep_run(&dir, &data, "early", &[]);
+    let full = sweep_run(&dir, &data, "full", &["--procedure", "bonferroni"]);
+    let evaluated = early["run"]["sweep"]["configurations_evaluated"]
+        .as_u64()
+        .unwrap();
+    assert!(evaluated < 28, "some chain must stop early to make this test bite");
+    assert_eq!(full["run"]["sweep"]["configurations_evaluated"], 28);
+    let again = dir.join("again");
+    let run = calm(&[
+        "calibrate",
+        "--records",
+        dir.join("full/records.parquet").to_str().unwrap(),
+        "--delta",
+        "0.2",
+        "--epsilon",
+        "0.1",
+        "--cost-model",
+        dir.join("full/thresholds.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let retested = read_json(&again.join("thresholds.json"));
+    let certified = |json: &serde_json::Value| -> Vec<String> {
+        json["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["certified"] == true)
+            .map(|c| format!("{} {} {}", c["measure"], c["tau"], c["lambda"]))
+            .collect()
+    };
+    assert_eq!(certified(&early), certified(&retested));
+    assert_eq!(early["selected"], retested["selected"]);
+    // The early-stopped records mark their cut chains; the full grid's are all complete.
+    let early_rows = records_of(&dir.join("early"));
+    assert!(early_rows.iter().any(|r| r.2.ends_with("Some(false)")));
+    assert!(records_of(&dir.join("full"))
+        .iter()
+        .all(|r| r.2.ends_with("Some(true)")));
+}
+
+#[test]
+fn batched_sweeping_gives_the_records_of_batch_one() {
+    // Issue 12: the sweep decodes length-bucketed batches; its records (loss, layers, tokens of
+    // every example and configuration) and outputs equal batch-1 decoding's.
+    let dir = scratch("batched");
+    let data = data_file(&dir, 40);
+    let one = sweep_run(&dir, &data, "one", &["--batch-size", "1", "--procedure", "bonferroni"]);
+    let many = sweep_run(&dir, &data, "many", &["--batch-size", "8", "--procedure", "bonferroni"]);
+    assert_eq!(one["candidates"], many["candidates"]);
+    assert_eq!(one["selected"], many["selected"]);
+    assert_eq!(records_of(&dir.join("one")), records_of(&dir.join("many")));
+    // The fixture's inputs come in 4 lengths, so batches of 8 really hold several rows.
+    let lengths: std::collections::BTreeSet<usize> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["input"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .count()
+        })
+        .collect();
+    assert!(lengths.len() < 10, "{lengths:?}");
+}

@@ -16,6 +16,8 @@ pub enum BenchCommand {
     Calibrate(BenchCalibrateArgs),
     /// Decoding speed: full model vs exits at each layer, batch 1 and 16.
     Decode(super::bench_decode::BenchDecodeArgs),
+    /// The calibration sweep's decoding: batch 1 vs length-bucketed batches, speed and parity.
+    Sweep(super::bench_sweep::BenchSweepArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,7 @@ pub fn run(command: BenchCommand) -> Result<u8> {
     match command {
         BenchCommand::Calibrate(args) => bench_calibrate(args),
         BenchCommand::Decode(args) => super::bench_decode::run(args),
+        BenchCommand::Sweep(args) => super::bench_sweep::run(args),
     }
 }
 

@@ -50,6 +50,11 @@ pub struct SweepArgs {
     /// Parallel decoders (one core each).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+    /// Rows per decoding batch in the sweep (inputs of equal token length, so no padding; 1 =
+    /// one example at a time). The outputs are batch 1's but for rare floating-point ties
+    /// (reports/README.md); the benchmark step always decodes at batch 1.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
     /// Maximum output length N.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
@@ -121,8 +126,8 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--taus must be finite numbers ≥ 0");
     }
-    if args.jobs == 0 || args.max_new_tokens == 0 || args.bench_examples == 0 {
-        bail!("--jobs, --max-new-tokens and --bench-examples must not be zero");
+    if args.jobs == 0 || args.max_new_tokens == 0 || args.bench_examples == 0 || args.batch_size == 0 {
+        bail!("--jobs, --batch-size, --max-new-tokens and --bench-examples must not be zero");
     }
     let checkpoint = Checkpoint::load(model_dir)?;
     if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
@@ -177,6 +182,7 @@ pub fn sweep_shard(model_dir: &Path, args: &SweepArgs, out: &Path) -> Result<Pat
         consistency: args.consistency,
         max_new_tokens: args.max_new_tokens,
         jobs: args.jobs,
+        batch_size: args.batch_size,
         // A shard writes only its records.
         traces: false,
     };
@@ -289,6 +295,7 @@ pub fn calibrate_model(
         consistency: args.consistency,
         max_new_tokens: args.max_new_tokens,
         jobs: args.jobs,
+        batch_size: args.batch_size,
         traces: true,
     };
     let score = |prediction: &str, reference: &str| metric.score(prediction, reference);

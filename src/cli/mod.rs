@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_decode;
+mod bench_sweep;
 mod calibrate;
 mod calibrate_model;
 mod check;

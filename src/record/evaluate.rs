@@ -77,7 +77,7 @@ pub fn evaluate(
             policy,
             record_all_layers: record,
         };
-        decode_all(checkpoint, &inputs, &options, jobs)
+        decode_all(checkpoint, &inputs, &options, jobs, 1)
     };
     progress("full model");
     let full_outputs = run(ExitPolicy::Never, true)?;

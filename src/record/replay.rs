@@ -63,6 +63,8 @@ pub fn replay_configuration(
         consistency,
         max_new_tokens,
         jobs,
+        // The benchmark and the gate time decoding at batch 1, as the paper measures.
+        batch_size: 1,
         traces: false,
     };
     let result = sweep(

@@ -51,6 +51,8 @@ pub struct SweepOptions {
     pub max_new_tokens: usize,
     /// Parallel decoders (one thread each).
     pub jobs: usize,
+    /// Rows per decoding batch (inputs of equal length; 1 = one example at a time).
+    pub batch_size: usize,
     /// Record per-token traces (`token_rows`, and `layer_rows` from a record-mode pass of the
     /// full model); without them only the records and timings are made.
     pub traces: bool,
@@ -90,32 +92,46 @@ struct Decoded {
     generation: Generation,
 }
 
-/// Generate for every input on `jobs` threads (input i on thread i mod jobs, one compute thread
-/// each), in input order, with the decoded text.
+/// Generate for every input on `jobs` threads (one compute thread each), in input order, with the
+/// decoded text. With `batch_size` > 1 the inputs are grouped by exact token length and each group
+/// is decoded in batches of at most `batch_size` rows: rows of one batch have the same length, so
+/// no padding enters the encoder or the cross-attention, and each row's exits are its own
+/// (`model::generate` decides per row). Batches go to the threads from a shared queue; results do
+/// not depend on which thread ran a batch.
 pub fn decode_all(
     checkpoint: &Checkpoint,
     inputs: &[&[u32]],
     options: &GenerationOptions,
     jobs: usize,
+    batch_size: usize,
 ) -> Result<Vec<(Generation, String)>> {
-    let jobs = jobs.max(1).min(inputs.len().max(1));
-    let decode_one = |input: &&[u32]| -> Result<(Generation, String)> {
-        let mut generation = generate(&checkpoint.model, &[input.to_vec()], options)?;
-        let generation = generation.remove(0);
-        let text = checkpoint.decode(&generation.tokens)?;
-        Ok((generation, text))
+    let batches = length_buckets(inputs, batch_size.max(1));
+    let jobs = jobs.max(1).min(batches.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let decode_batch = |rows: &[usize]| -> Result<Vec<(usize, Generation, String)>> {
+        let batch: Vec<Vec<u32>> = rows.iter().map(|&i| inputs[i].to_vec()).collect();
+        let generations = generate(&checkpoint.model, &batch, options)?;
+        rows.iter()
+            .zip(generations)
+            .map(|(&row, generation)| {
+                let text = checkpoint.decode(&generation.tokens)?;
+                Ok((row, generation, text))
+            })
+            .collect()
     };
-    let parts: Vec<Result<Vec<(Generation, String)>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<(usize, Generation, String)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..jobs)
-            .map(|job| {
-                let decode_one = &decode_one;
+            .map(|_| {
+                let (decode_batch, next, batches) = (&decode_batch, &next, &batches);
                 scope.spawn(move || {
-                    inputs
-                        .iter()
-                        .skip(job)
-                        .step_by(jobs)
-                        .map(decode_one)
-                        .collect()
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(rows) = batches.get(index) else {
+                            return Ok(done);
+                        };
+                        done.extend(decode_batch(rows)?);
+                    }
                 })
             })
             .collect();
@@ -127,14 +143,35 @@ pub fn decode_all(
             })
             .collect()
     });
-    let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
-    // Interleave back: thread j holds inputs j, j + jobs, j + 2·jobs, …
-    let mut iterators: Vec<_> = parts.into_iter().map(Vec::into_iter).collect();
-    (0..inputs.len())
-        .map(|index| {
-            iterators[index % jobs]
-                .next()
-                .ok_or_else(|| anyhow!("an input was not decoded"))
+    let mut slots: Vec<Option<(Generation, String)>> = vec![None; inputs.len()];
+    for part in parts {
+        for (row, generation, text) in part? {
+            slots[row] = Some((generation, text));
+        }
+    }
+    slots
+        .into_iter()
+        .map(|slot| slot.ok_or_else(|| anyhow!("an input was not decoded")))
+        .collect()
+}
+
+/// Input indices grouped by exact length (longest first, so the largest batches start early),
+/// each group cut into batches of at most `batch_size`.
+pub fn length_buckets(inputs: &[&[u32]], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut by_length: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<usize>> =
+        Default::default();
+    for (index, input) in inputs.iter().enumerate() {
+        by_length
+            .entry(std::cmp::Reverse(input.len()))
+            .or_default()
+            .push(index);
+    }
+    by_length
+        .into_values()
+        .flat_map(|rows| {
+            rows.chunks(batch_size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -144,17 +181,17 @@ fn decode_examples(
     checkpoint: &Checkpoint,
     examples: &[SweepExample],
     policy: ExitPolicy,
-    max_new_tokens: usize,
-    jobs: usize,
+    options: &SweepOptions,
     record_all_layers: bool,
 ) -> Result<Vec<Decoded>> {
-    let options = GenerationOptions {
+    let (max_new_tokens, jobs) = (options.max_new_tokens, options.jobs);
+    let generation = GenerationOptions {
         max_new_tokens,
         policy,
         record_all_layers,
     };
     let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
-    Ok(decode_all(checkpoint, &inputs, &options, jobs)?
+    Ok(decode_all(checkpoint, &inputs, &generation, jobs, options.batch_size)?
         .into_iter()
         .map(|(generation, text)| Decoded {
             text,
@@ -187,8 +224,7 @@ pub fn sweep(
             checkpoint,
             examples,
             ExitPolicy::Never,
-            options.max_new_tokens,
-            options.jobs,
+            options,
             true,
         )?
     } else {
@@ -197,8 +233,7 @@ pub fn sweep(
             checkpoint,
             warm_up,
             ExitPolicy::Never,
-            options.max_new_tokens,
-            options.jobs,
+            options,
             false,
         )?;
         Vec::new()
@@ -208,8 +243,7 @@ pub fn sweep(
         checkpoint,
         examples,
         ExitPolicy::Never,
-        options.max_new_tokens,
-        options.jobs,
+        options,
         false,
     )?;
     let full_seconds = start.elapsed().as_secs_f64();
@@ -282,8 +316,7 @@ pub fn sweep(
                     checkpoint,
                     examples,
                     policy,
-                    options.max_new_tokens,
-                    options.jobs,
+                    options,
                     false,
                 )?;
                 let seconds = decoding.elapsed().as_secs_f64();

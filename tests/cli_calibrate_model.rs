@@ -37,6 +37,7 @@ fn sweep_records_calibrate_to_the_same_answer_and_chains_stop_early() {
         "rouge-l",
         "--jobs",
         "2",
+        "--early-stop",
     ]);
     assert!(
         run.status.success(),
@@ -386,17 +387,44 @@ fn without_inputs_or_out_the_defaults_apply() {
     let thresholds = read_json(&dir.join("reports/bible-modernize-textual/thresholds.json"));
     let run_info = &thresholds["run"];
     assert_eq!(run_info["task"], "modernize");
-    assert_eq!(run_info["examples"], 8);
+    // --lambdas auto: one of the eight examples (a seeded 10%, rounded up) placed the grid and
+    // is not tested; the records hold the other seven.
+    assert_eq!(run_info["examples"], 7);
+    let grid_examples = run_info["grid"]["examples"].as_array().unwrap();
+    assert_eq!(grid_examples.len(), 1);
+    let tested =
+        calm::record::read_records(&[dir.join("reports/bible-modernize-textual/records.parquet")])
+            .unwrap()
+            .examples;
+    assert_eq!(tested.len(), 7);
+    assert!(grid_examples
+        .iter()
+        .all(|g| !tested.contains(&g.as_str().unwrap().to_string())));
     assert_eq!(
         run_info["measures"],
         serde_json::json!(["softmax-diff", "state", "classifier"])
     );
-    assert_eq!(run_info["lambdas"].as_array().unwrap().len(), 20);
+    // One grid per measure, each starting at λ = 1 and strictly descending.
+    let grids = run_info["lambdas"].as_array().unwrap();
+    assert_eq!(grids.len(), 3);
+    for grid in grids {
+        let grid: Vec<f64> = grid
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_f64().unwrap())
+            .collect();
+        assert_eq!(grid[0], 1.0);
+        assert!(grid.windows(2).all(|w| w[0] > w[1]), "{grid:?}");
+    }
     // Nothing selected on eight examples (never exit): then there is nothing to benchmark.
     if thresholds["selected"]["never_exit"] == true {
         assert!(run_info["benchmark"].is_null());
     } else {
         assert_eq!(run_info["benchmark"]["examples"], 8);
+        assert!(dir
+            .join("reports/bible-modernize-textual/frontier.json")
+            .exists());
         assert!(run_info["benchmark"]["data"]
             .as_str()
             .unwrap()
@@ -451,7 +479,10 @@ fn records_of(dir: &Path) -> Vec<(String, String, String)> {
                     "{} {} {}",
                     records.measures[r.measure as usize], r.tau, r.lambda
                 ),
-                format!("{} {} {} {:?}", r.loss, r.layers, r.tokens, r.chain_complete),
+                format!(
+                    "{} {} {} {:?}",
+                    r.loss, r.layers, r.tokens, r.chain_complete
+                ),
             )
         })
         .collect();
@@ -466,12 +497,15 @@ fn an_early_stopped_sweep_equals_the_full_grid_tested_by_fixed_sequence() {
     // candidates and select the same configuration.
     let dir = scratch("equivalence");
     let data = data_file(&dir, 30);
-    let early = sweep_run(&dir, &data, "early", &[]);
+    let early = sweep_run(&dir, &data, "early", &["--early-stop"]);
     let full = sweep_run(&dir, &data, "full", &["--procedure", "bonferroni"]);
     let evaluated = early["run"]["sweep"]["configurations_evaluated"]
         .as_u64()
         .unwrap();
-    assert!(evaluated < 28, "some chain must stop early to make this test bite");
+    assert!(
+        evaluated < 28,
+        "some chain must stop early to make this test bite"
+    );
     assert_eq!(full["run"]["sweep"]["configurations_evaluated"], 28);
     let again = dir.join("again");
     let run = calm(&[
@@ -487,7 +521,11 @@ fn an_early_stopped_sweep_equals_the_full_grid_tested_by_fixed_sequence() {
         "--out",
         again.to_str().unwrap(),
     ]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let retested = read_json(&again.join("thresholds.json"));
     let certified = |json: &serde_json::Value| -> Vec<String> {
         json["candidates"]
@@ -514,8 +552,18 @@ fn batched_sweeping_gives_the_records_of_batch_one() {
     // every example and configuration) and outputs equal batch-1 decoding's.
     let dir = scratch("batched");
     let data = data_file(&dir, 40);
-    let one = sweep_run(&dir, &data, "one", &["--batch-size", "1", "--procedure", "bonferroni"]);
-    let many = sweep_run(&dir, &data, "many", &["--batch-size", "8", "--procedure", "bonferroni"]);
+    let one = sweep_run(
+        &dir,
+        &data,
+        "one",
+        &["--batch-size", "1", "--procedure", "bonferroni"],
+    );
+    let many = sweep_run(
+        &dir,
+        &data,
+        "many",
+        &["--batch-size", "8", "--procedure", "bonferroni"],
+    );
     assert_eq!(one["candidates"], many["candidates"]);
     assert_eq!(one["selected"], many["selected"]);
     assert_eq!(records_of(&dir.join("one")), records_of(&dir.join("many")));

@@ -6,6 +6,7 @@
 pub mod binomial;
 pub mod bounds;
 pub mod check;
+pub mod frontier;
 pub mod procedures;
 pub mod pvalues;
 mod stats;

@@ -49,13 +49,30 @@ pub struct RunInfo {
     pub consistency: Consistency,
     pub measures: Vec<Measure>,
     pub taus: Vec<f64>,
-    pub lambdas: Vec<f64>,
+    /// The λ grid of each measure (aligned with `measures`).
+    pub lambdas: Vec<Vec<f64>>,
+    /// With `--lambdas auto`: how the grid was placed, and the examples that placed it (left
+    /// out of the records and the test).
+    pub grid: Option<GridInfo>,
     /// N, the maximum output length and the horizon of the decaying threshold λ_t: the
     /// certificate holds for decoding with this N.
     pub max_new_tokens: usize,
     pub sweep: SweepInfo,
     /// The selected configuration against the full model on held-out data (`--bench-data`).
     pub benchmark: Option<Benchmark>,
+}
+
+/// The data behind an auto λ grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridInfo {
+    /// Whether the grid was placed from these examples (`--lambdas auto`); false when they were
+    /// only held out (`--grid-share` with a list), to test the same examples as an auto run.
+    pub auto: bool,
+    pub share: f64,
+    pub seed: u64,
+    pub quantiles: Vec<f64>,
+    /// Ids of the grid examples; none of them is in the records.
+    pub examples: Vec<String>,
 }
 
 /// What the calibration sweep decoded and how long it took.
@@ -306,5 +323,30 @@ fn csv_field(text: &str) -> String {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_csv_quotes_what_needs_quoting_and_reads_back_with_polars() {
+        let field = csv_field("odd, \"measure\"\nname");
+        assert_eq!(field, "\"odd, \"\"measure\"\"\nname\"");
+        assert_eq!(csv_field("state"), "state");
+        let dir = std::env::temp_dir().join(format!("calm-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.csv");
+        std::fs::write(
+            &path,
+            format!("measure,lambda\n{field},{}\nstate,0.5\n", csv_number(1e-7)),
+        )
+        .unwrap();
+        let frame = crate::util::table::read_table(&path, "test").unwrap();
+        let measures = crate::util::table::text_column(&frame, "measure", &path).unwrap();
+        assert_eq!(measures, vec!["odd, \"measure\"\nname", "state"]);
+        let lambdas = crate::util::table::text_column(&frame, "lambda", &path).unwrap();
+        assert_eq!(lambdas[0].parse::<f64>().unwrap(), 1e-7);
     }
 }

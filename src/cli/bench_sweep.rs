@@ -20,7 +20,11 @@ pub struct BenchSweepArgs {
     #[arg(long, value_name = "DIR", default_value = "datasets/bible/model")]
     pub model: PathBuf,
     /// Labelled examples (JSONL or JSONL.gz).
-    #[arg(long, value_name = "FILE", default_value = "datasets/bible/calibration.jsonl.gz")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "datasets/bible/calibration.jsonl.gz"
+    )]
     pub data: PathBuf,
     /// Only examples of this task.
     #[arg(long, default_value = "modernize")]

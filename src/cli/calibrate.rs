@@ -170,7 +170,7 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
             }
             let calibration = calibrate(&table, &options)?;
             let output = ThresholdsFile::new(&calibration, &records.sources);
-            let report = crate::report::build_report(&output, &table, &options, None)?;
+            let report = crate::report::build_report(&output, &table, &options, None, None)?;
             let files = report
                 .iter()
                 .map(|(name, bytes)| (name.as_str(), bytes.clone()))

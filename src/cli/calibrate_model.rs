@@ -2,7 +2,7 @@
 //! (measure, τ, λ), record consistency losses, and certify thresholds from them.
 
 use super::selected::selected_configuration;
-use crate::calibrate::thresholds::{Benchmark, RunInfo, SweepInfo, ThresholdsFile};
+use crate::calibrate::thresholds::{Benchmark, GridInfo, RunInfo, SweepInfo, ThresholdsFile};
 use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
 use crate::data::read_task_examples;
 use crate::metrics::Metric;
@@ -35,9 +35,20 @@ pub struct SweepArgs {
     /// Temperatures τ of the decaying threshold.
     #[arg(long, value_delimiter = ',', default_value = "0,4")]
     pub taus: Vec<f64>,
-    /// Thresholds λ, tested from the largest down [default: 1.00, 0.95, …, 0.05].
-    #[arg(long, value_delimiter = ',')]
-    pub lambdas: Vec<f64>,
+    /// Thresholds λ, tested from the largest down: `auto` places up to 20 per measure at
+    /// quantiles of that measure's confidences on the grid examples (--grid-share), or give a
+    /// list (e.g. 1,0.95,0.9) used for every measure.
+    #[arg(long, default_value = "auto", value_parser = parse_lambda_grid)]
+    pub lambdas: LambdaGrid,
+    /// The share of --data's examples (seeded by --grid-seed) whose full-model confidences place
+    /// an auto grid. They are left out of the records and the test, so the grid is fixed
+    /// independently of the tested examples [default: 0.1 with --lambdas auto, 0 with a list;
+    /// give it with a list to test the same examples as an auto run].
+    #[arg(long, value_name = "SHARE")]
+    pub grid_share: Option<f64>,
+    /// Seed of the grid examples' draw.
+    #[arg(long, default_value_t = 0)]
+    pub grid_seed: u64,
     /// Textual consistency (early vs full output) or risk consistency (against the reference).
     #[arg(long, value_enum, default_value_t = Consistency::Textual)]
     pub consistency: Consistency,
@@ -50,6 +61,11 @@ pub struct SweepArgs {
     /// Parallel decoders (one core each).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+    /// Stop each (measure, τ) chain at its first failed fixed-sequence test (fewer
+    /// configurations decoded, for large grids). Without it the whole grid is swept, so the
+    /// report's frontier recalibrates every λ at every δ, and trials can use the records.
+    #[arg(long)]
+    pub early_stop: bool,
     /// Rows per decoding batch in the sweep (inputs of equal token length, so no padding; 1 =
     /// one example at a time). The outputs are batch 1's but for rare floating-point ties
     /// (reports/README.md); the benchmark step always decodes at batch 1.
@@ -93,8 +109,75 @@ pub fn parse_metric(name: &str) -> Result<Metric> {
     })
 }
 
-fn default_lambdas() -> Vec<f64> {
-    (0..20).map(|i| ((100 - 5 * i) as f64) / 100.0).collect()
+/// The λ grid: per measure from the data, or one list for all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LambdaGrid {
+    Auto,
+    Values(Vec<f64>),
+}
+
+fn parse_lambda_grid(text: &str) -> std::result::Result<LambdaGrid, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(LambdaGrid::Auto);
+    }
+    let values = text
+        .split(',')
+        .map(|v| {
+            v.trim().parse::<f64>().map_err(|_| {
+                format!("{v:?} is not a number (give `auto` or a list like 1,0.9,0.8)")
+            })
+        })
+        .collect::<std::result::Result<Vec<f64>, String>>()?;
+    if values.iter().any(|l| !(0.0..=1.0).contains(l)) || values.windows(2).any(|w| w[0] <= w[1]) {
+        return Err(
+            "λs must lie in [0, 1] and be strictly descending (they are tested in that order)"
+                .into(),
+        );
+    }
+    Ok(LambdaGrid::Values(values))
+}
+
+/// Per measure, its confidences at every layer below the top for every token of the full model's
+/// outputs on `examples` (record mode).
+fn grid_confidences(
+    checkpoint: &Checkpoint,
+    examples: &[SweepExample],
+    measures: &[Measure],
+    args: &SweepArgs,
+) -> Result<Vec<Vec<f32>>> {
+    let options = crate::model::GenerationOptions {
+        max_new_tokens: args.max_new_tokens,
+        policy: crate::model::ExitPolicy::Never,
+        record_all_layers: true,
+    };
+    let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
+    let decoded = crate::record::sweep::decode_all(
+        checkpoint,
+        &inputs,
+        &options,
+        args.jobs,
+        args.batch_size,
+    )?;
+    let mut pooled = vec![Vec::new(); measures.len()];
+    for (generation, _) in &decoded {
+        for trace in &generation.traces {
+            let Some(layers) = &trace.layers else {
+                continue;
+            };
+            for record in &layers[..layers.len().saturating_sub(1)] {
+                for (slot, measure) in measures.iter().enumerate() {
+                    let value = match measure {
+                        Measure::SoftmaxDiff => Some(record.softmax_diff),
+                        Measure::SoftmaxMax => Some(record.softmax_max),
+                        Measure::State => record.state,
+                        Measure::Classifier => record.classifier,
+                    };
+                    pooled[slot].extend(value);
+                }
+            }
+        }
+    }
+    Ok(pooled)
 }
 
 /// What every model sweep needs: the checkpoint, the tokenized examples, the metric, the grid.
@@ -103,7 +186,10 @@ struct Prepared {
     examples: Vec<SweepExample>,
     metric: Metric,
     measures: Vec<Measure>,
-    lambdas: Vec<f64>,
+    /// λs per measure (aligned with `measures`).
+    lambdas: Vec<Vec<f64>>,
+    /// Ids of the examples that placed an auto grid (not tested).
+    grid_examples: Vec<String>,
     data: PathBuf,
     /// `--bench-data` and its tokenized examples.
     bench: Option<(PathBuf, Vec<SweepExample>)>,
@@ -114,19 +200,21 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     // One compute thread per decoder; the parallelism is --jobs decoders.
     super::generate::set_threads(1);
     let metric = parse_metric(&args.metric)?;
-    let lambdas = if args.lambdas.is_empty() {
-        default_lambdas()
-    } else {
-        args.lambdas.clone()
-    };
-    if lambdas.iter().any(|l| !(0.0..=1.0).contains(l)) || lambdas.windows(2).any(|w| w[0] <= w[1])
-    {
-        bail!("--lambdas must lie in [0, 1] and be strictly descending (they are tested in that order)");
+    let grid_share = args.grid_share.unwrap_or(match args.lambdas {
+        LambdaGrid::Auto => 0.1,
+        LambdaGrid::Values(_) => 0.0,
+    });
+    if !(0.0..1.0).contains(&grid_share) {
+        bail!("--grid-share must lie in [0, 1) (got {grid_share})");
     }
     if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--taus must be finite numbers ≥ 0");
     }
-    if args.jobs == 0 || args.max_new_tokens == 0 || args.bench_examples == 0 || args.batch_size == 0 {
+    if args.jobs == 0
+        || args.max_new_tokens == 0
+        || args.bench_examples == 0
+        || args.batch_size == 0
+    {
         bail!("--jobs, --batch-size, --max-new-tokens and --bench-examples must not be zero");
     }
     let checkpoint = Checkpoint::load(model_dir)?;
@@ -152,6 +240,24 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
         None => None,
     };
     let mut examples = read_task_examples(data, args.task.as_deref(), args.max_examples)?;
+    // The auto grid's examples are drawn before sharding, so every shard places the same grid.
+    let (grid, test) = crate::record::grid::grid_split(examples.len(), grid_share, args.grid_seed);
+    let picked: Vec<_> = grid.iter().map(|&i| examples[i].clone()).collect();
+    examples = test.into_iter().map(|i| examples[i].clone()).collect();
+    let lambdas = match &args.lambdas {
+        LambdaGrid::Values(values) => vec![values.clone(); measures.len()],
+        LambdaGrid::Auto => {
+            if picked.is_empty() {
+                bail!("--lambdas auto needs grid examples: give --grid-share above 0 and at least two examples");
+            }
+            let encoded = encode_examples(&checkpoint, &picked, data)?;
+            grid_confidences(&checkpoint, &encoded, &measures, args)?
+                .iter()
+                .map(|c| crate::record::grid::auto_lambdas(c))
+                .collect()
+        }
+    };
+    let grid_examples: Vec<String> = picked.into_iter().map(|e| e.id).collect();
     if let Some((k, n)) = args.shard {
         examples = examples.into_iter().skip(k - 1).step_by(n).collect();
         if examples.is_empty() {
@@ -166,6 +272,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
         metric,
         measures,
         lambdas,
+        grid_examples,
         data: data.clone(),
         bench,
     })
@@ -248,6 +355,71 @@ fn benchmark(
     }))
 }
 
+/// Replay every configuration the frontier selects on the held-out benchmark data at batch 1
+/// (full model beside it), reusing the selected configuration's benchmark run.
+fn measure_frontier(
+    checkpoint: &Checkpoint,
+    frontier: &mut [crate::calibrate::frontier::FrontierPoint],
+    output: &ThresholdsFile,
+    selected: Option<&Benchmark>,
+    args: &SweepArgs,
+    metric: Metric,
+    (_, examples): &(PathBuf, Vec<SweepExample>),
+) -> Result<()> {
+    use crate::calibrate::frontier::HeldOut;
+    let score = |prediction: &str, reference: &str| metric.score(prediction, reference);
+    let mut measured: Vec<(String, HeldOut)> = Vec::new();
+    if let (Some(bench), Some(measure), Some(tau), Some(lambda)) = (
+        selected,
+        &output.selected.measure,
+        output.selected.tau,
+        output.selected.lambda,
+    ) {
+        measured.push((
+            format!("{measure} tau={tau} lambda={lambda}"),
+            held_out(&bench.run),
+        ));
+    }
+    for row in frontier.iter_mut() {
+        let (Some(measure), Some(tau), Some(lambda)) = (&row.measure, row.tau, row.lambda) else {
+            continue;
+        };
+        let label = row.label();
+        if let Some((_, done)) = measured.iter().find(|(l, _)| *l == label) {
+            row.held_out = Some(done.clone());
+            continue;
+        }
+        let measure = Measure::from_name(measure)
+            .with_context(|| format!("frontier: unknown measure {measure:?}"))?;
+        let run = replay_configuration(
+            checkpoint,
+            examples,
+            Configuration {
+                measure,
+                tau,
+                lambda,
+            },
+            args.consistency,
+            &score,
+            args.max_new_tokens,
+            args.jobs,
+        )?;
+        let result = held_out(&run);
+        row.held_out = Some(result.clone());
+        measured.push((label, result));
+    }
+    Ok(())
+}
+
+fn held_out(run: &crate::record::run::ConfigurationRun) -> crate::calibrate::frontier::HeldOut {
+    crate::calibrate::frontier::HeldOut {
+        examples: run.examples,
+        risk: run.risk,
+        mean_layers: run.mean_layers,
+        wall_clock_speedup: run.wall_clock_speedup,
+    }
+}
+
 pub fn calibrate_model(
     model_dir: &Path,
     args: &SweepArgs,
@@ -260,6 +432,7 @@ pub fn calibrate_model(
         metric,
         measures,
         lambdas,
+        grid_examples,
         data,
         bench,
     } = prepare(model_dir, args)?;
@@ -269,15 +442,17 @@ pub fn calibrate_model(
     let level = options.epsilon / chains as f64;
     let mut id_order: Vec<usize> = (0..sweep_examples.len()).collect();
     id_order.sort_by(|&a, &b| sweep_examples[a].id.cmp(&sweep_examples[b].id));
-    let fixed_sequence = options.procedure == Procedure::FixedSequence;
+    // With --early-stop (fixed-sequence only) a chain stops at its first failure at this δ;
+    // otherwise the whole grid is swept, so the frontier can recalibrate every λ at every δ.
+    let early_stop = args.early_stop && options.procedure == Procedure::FixedSequence;
     let mut keep_going = |losses: &[f64]| -> bool {
-        if !fixed_sequence {
+        if !early_stop {
             return true;
         }
         let ordered: Vec<f64> = id_order.iter().map(|&i| losses[i]).collect();
         candidate_p_value(&ordered, options) <= level
     };
-    let grid = chains * lambdas.len();
+    let grid = args.taus.len() * lambdas.iter().map(Vec::len).sum::<usize>();
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(grid as u64);
         bar.set_style(ProgressStyle::with_template(
@@ -334,8 +509,25 @@ pub fn calibrate_model(
     let table = LossTable::from_records(&records)?.with_cost(cost)?;
     let calibration = calibrate(&table, options)?;
     let mut output = ThresholdsFile::new(&calibration, &records.sources);
+    let mut frontier = crate::calibrate::frontier::frontier(
+        &table,
+        options,
+        &crate::calibrate::frontier::FRONTIER_DELTAS,
+    )?;
     let benchmark = match &bench {
-        Some(bench) => benchmark(&checkpoint, &output, args, metric, bench)?,
+        Some(bench) => {
+            let selected = benchmark(&checkpoint, &output, args, metric, bench)?;
+            measure_frontier(
+                &checkpoint,
+                &mut frontier,
+                &output,
+                selected.as_ref(),
+                args,
+                metric,
+                bench,
+            )?;
+            selected
+        }
         None => None,
     };
     output.run = Some(RunInfo {
@@ -350,6 +542,13 @@ pub fn calibrate_model(
         measures: measures.clone(),
         taus: args.taus.clone(),
         lambdas: lambdas.clone(),
+        grid: (!grid_examples.is_empty()).then(|| GridInfo {
+            auto: args.lambdas == LambdaGrid::Auto,
+            share: args.grid_share.unwrap_or(0.1),
+            seed: args.grid_seed,
+            quantiles: crate::record::grid::GRID_QUANTILES.to_vec(),
+            examples: grid_examples.clone(),
+        }),
         max_new_tokens: args.max_new_tokens,
         sweep: SweepInfo {
             configurations_evaluated: result.evaluated,
@@ -360,7 +559,7 @@ pub fn calibrate_model(
             early_seconds: result.early_seconds,
             configurations: result.timings.clone(),
             jobs: args.jobs,
-            early_stop: fixed_sequence,
+            early_stop,
         },
         benchmark,
     });
@@ -368,7 +567,8 @@ pub fn calibrate_model(
         tokens: &result.token_rows,
         layers: &result.layer_rows,
     };
-    let report = crate::report::build_report(&output, &table, options, Some(traces))?;
+    let report =
+        crate::report::build_report(&output, &table, options, Some(traces), Some(frontier))?;
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("records.parquet", bytes),
         (

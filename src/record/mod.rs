@@ -3,6 +3,7 @@
 
 pub mod cost;
 pub mod evaluate;
+pub mod grid;
 pub mod measure;
 mod read;
 pub mod replay;

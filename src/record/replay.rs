@@ -59,7 +59,7 @@ pub fn replay_configuration(
     let options = SweepOptions {
         measures: vec![configuration.measure],
         taus: vec![configuration.tau],
-        lambdas: vec![configuration.lambda],
+        lambdas: vec![vec![configuration.lambda]],
         consistency,
         max_new_tokens,
         jobs,

@@ -45,8 +45,8 @@ pub struct SweepExample {
 pub struct SweepOptions {
     pub measures: Vec<Measure>,
     pub taus: Vec<f64>,
-    /// Descending.
-    pub lambdas: Vec<f64>,
+    /// λs of each measure (aligned with `measures`), descending.
+    pub lambdas: Vec<Vec<f64>>,
     pub consistency: Consistency,
     pub max_new_tokens: usize,
     /// Parallel decoders (one thread each).
@@ -191,15 +191,17 @@ fn decode_examples(
         record_all_layers,
     };
     let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
-    Ok(decode_all(checkpoint, &inputs, &generation, jobs, options.batch_size)?
-        .into_iter()
-        .map(|(generation, text)| Decoded {
-            text,
-            tokens: generation.tokens.len(),
-            mean_layers: generation.mean_layers(),
-            generation,
-        })
-        .collect())
+    Ok(
+        decode_all(checkpoint, &inputs, &generation, jobs, options.batch_size)?
+            .into_iter()
+            .map(|(generation, text)| Decoded {
+                text,
+                tokens: generation.tokens.len(),
+                mean_layers: generation.mean_layers(),
+                generation,
+            })
+            .collect(),
+    )
 }
 
 /// Examples decoded (untimed) before the timed passes when no traces are recorded.
@@ -220,32 +222,14 @@ pub fn sweep(
     // the timed passes): every layer's confidences for every token. Without traces, a plain
     // untimed pass over a few examples is the warm-up.
     let recorded = if options.traces {
-        decode_examples(
-            checkpoint,
-            examples,
-            ExitPolicy::Never,
-            options,
-            true,
-        )?
+        decode_examples(checkpoint, examples, ExitPolicy::Never, options, true)?
     } else {
         let warm_up = &examples[..examples.len().min(WARM_UP_EXAMPLES)];
-        decode_examples(
-            checkpoint,
-            warm_up,
-            ExitPolicy::Never,
-            options,
-            false,
-        )?;
+        decode_examples(checkpoint, warm_up, ExitPolicy::Never, options, false)?;
         Vec::new()
     };
     let start = std::time::Instant::now();
-    let full = decode_examples(
-        checkpoint,
-        examples,
-        ExitPolicy::Never,
-        options,
-        false,
-    )?;
+    let full = decode_examples(checkpoint, examples, ExitPolicy::Never, options, false)?;
     let full_seconds = start.elapsed().as_secs_f64();
     let mut layer_rows = Vec::new();
     let mut token_rows = Vec::new();
@@ -304,7 +288,8 @@ pub fn sweep(
             // trials and Bonferroni/Holm can refuse chains that a fixed-sequence sweep cut short).
             let chain_start = records.rows.len();
             let mut stopped_early = false;
-            for (lambda_index, &lambda) in options.lambdas.iter().enumerate() {
+            let lambdas = &options.lambdas[measure_index];
+            for (lambda_index, &lambda) in lambdas.iter().enumerate() {
                 let policy = ExitPolicy::Threshold {
                     measure,
                     lambda,
@@ -312,13 +297,7 @@ pub fn sweep(
                     min_exit: 1,
                 };
                 let decoding = std::time::Instant::now();
-                let early = decode_examples(
-                    checkpoint,
-                    examples,
-                    policy,
-                    options,
-                    false,
-                )?;
+                let early = decode_examples(checkpoint, examples, policy, options, false)?;
                 let seconds = decoding.elapsed().as_secs_f64();
                 early_seconds += seconds;
                 timings.push(ConfigurationTiming {
@@ -379,7 +358,7 @@ pub fn sweep(
                     early_texts.push(text);
                 }
                 if !keep_going(&losses) {
-                    stopped_early = lambda_index + 1 < options.lambdas.len();
+                    stopped_early = lambda_index + 1 < lambdas.len();
                     break;
                 }
             }
@@ -393,7 +372,7 @@ pub fn sweep(
         full_texts: full.into_iter().map(|f| f.text).collect(),
         early_texts,
         evaluated,
-        grid: options.measures.len() * options.taus.len() * options.lambdas.len(),
+        grid: options.taus.len() * options.lambdas.iter().map(Vec::len).sum::<usize>(),
         full_tokens,
         early_tokens,
         full_seconds,

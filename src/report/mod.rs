@@ -12,7 +12,7 @@ use plots::{Histogram, LegendPlace, LineChart, Series};
 use std::fmt::Write as _;
 
 /// Risk bounds on the frontier plot's x axis.
-const FRONTIER_DELTAS: [f64; 11] = [0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+use crate::calibrate::frontier::{FrontierPoint, FRONTIER_DELTAS};
 
 fn chain_label(measure: &str, tau: f64) -> String {
     format!("{measure} τ={tau}")
@@ -95,13 +95,20 @@ fn oracle_mean_layers(layers: &[LayerRow]) -> Option<f64> {
     (!first.is_empty()).then(|| first.values().map(|&l| l as f64).sum::<f64>() / first.len() as f64)
 }
 
-/// Every report file: (name, bytes). `traces` (from a model sweep) adds the per-token plots.
+/// Every report file: (name, bytes). `traces` (from a model sweep) adds the per-token plots;
+/// `frontier` (the table recalibrated at each δ, with held-out measurements when a model run made
+/// them) is computed here when not given.
 pub fn build_report(
     output: &ThresholdsFile,
     table: &LossTable,
     options: &CalibrationOptions,
     traces: Option<Traces>,
+    frontier: Option<Vec<FrontierPoint>>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
+    let frontier_rows = match frontier {
+        Some(rows) => rows,
+        None => crate::calibrate::frontier::frontier(table, options, &FRONTIER_DELTAS)?,
+    };
     let mut files = Vec::new();
     let mut add = |name: &str, (png, svg): (Vec<u8>, String)| {
         files.push((format!("{name}.png"), png));
@@ -194,7 +201,9 @@ pub fn build_report(
     let mut measures: Vec<String> = table.candidates.iter().map(|c| c.measure.clone()).collect();
     measures.dedup();
     let mut frontier = Vec::new();
+    let mut cost_frontier = Vec::new();
     let mut top_speedup: f64 = 1.0;
+    let mut top_cost_speedup: f64 = 1.0;
     for (colour, measure) in measures.iter().enumerate() {
         let sub = LossTable {
             examples: table.examples.clone(),
@@ -208,12 +217,16 @@ pub fn build_report(
             cost: table.cost.clone(),
         };
         let mut points = Vec::new();
+        let mut cost_points = Vec::new();
         for delta in FRONTIER_DELTAS {
             let result = calibrate(&sub, &CalibrationOptions { delta, ..*options })?;
             let layers = result.selected().map_or(depth, |c| c.mean_layers);
             let speedup = depth / layers.max(1e-9);
+            let cost_speedup = result.selected().map_or(1.0, |c| c.cost_speedup);
             top_speedup = top_speedup.max(speedup);
+            top_cost_speedup = top_cost_speedup.max(cost_speedup);
             points.push((delta, speedup));
+            cost_points.push((delta, cost_speedup));
         }
         frontier.push(Series {
             label: measure.clone(),
@@ -222,7 +235,58 @@ pub fn build_report(
             markers: Vec::new(),
             colour,
         });
+        cost_frontier.push(Series {
+            label: format!("{measure} (cost model)"),
+            points: cost_points,
+            dashed: true,
+            markers: Vec::new(),
+            colour,
+        });
     }
+    // The selection over all measures at each δ, and its measured batch-1 speed-up on held-out
+    // data where a model run measured it.
+    let measured: Vec<(f64, f64)> = frontier_rows
+        .iter()
+        .filter_map(|r| r.held_out.as_ref().map(|h| (r.delta, h.wall_clock_speedup)))
+        .collect();
+    for &(_, s) in &measured {
+        top_cost_speedup = top_cost_speedup.max(s);
+    }
+    cost_frontier.push(Series {
+        label: "selected, all measures (cost model)".into(),
+        points: frontier_rows
+            .iter()
+            .map(|r| (r.delta, r.cost_speedup))
+            .collect(),
+        dashed: false,
+        markers: measured.clone(),
+        colour: measures.len() + 1,
+    });
+    if !measured.is_empty() {
+        cost_frontier.push(Series {
+            label: "selected: measured wall clock, batch 1, held out".into(),
+            points: measured,
+            dashed: false,
+            markers: Vec::new(),
+            colour: measures.len() + 2,
+        });
+    }
+    add(
+        "speedup_frontier",
+        plots::line_chart(&LineChart {
+            title: format!(
+                "Certified speed-up vs risk bound δ (ε = {}, n = {})",
+                options.epsilon, output.inputs.n
+            ),
+            x_label: "δ".into(),
+            y_label: "speed-up over the full model".into(),
+            x_range: (0.0, 0.52),
+            y_range: (0.9, top_cost_speedup * 1.1 + 0.1),
+            series: cost_frontier,
+            reference: Some((1.0, "never exit (full model)".into())),
+            legend: LegendPlace::UpperLeft,
+        })?,
+    );
     // The oracle: on the full model's own path (no exits, so no state propagation), the first
     // layer whose argmax equals the top layer's. A reference line, not a bound: a decoder that
     // exits changes the later states it attends to, so it is neither the full output exactly
@@ -330,7 +394,19 @@ pub fn build_report(
     }
     files.push((
         "report.md".into(),
-        markdown(output, table, options, traces.is_some(), oracle).into_bytes(),
+        markdown(
+            output,
+            table,
+            options,
+            traces.is_some(),
+            oracle,
+            &frontier_rows,
+        )
+        .into_bytes(),
+    ));
+    files.push((
+        "frontier.json".into(),
+        (serde_json::to_string_pretty(&frontier_rows)? + "\n").into_bytes(),
     ));
     Ok(files)
 }
@@ -418,6 +494,49 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
+/// The frontier table: what each δ buys, like the CALM paper's Table 2.
+fn frontier_table(output: &ThresholdsFile, rows: &[FrontierPoint]) -> String {
+    let early_stop = output.run.as_ref().is_some_and(|r| r.sweep.early_stop);
+    let mut md = format!(
+        "## Quality vs speed: the frontier\n\nThe same records recalibrated at each δ (same p-value, procedure, ε = {} and cost model); \
+         `calm calibrate --records records.parquet --delta D` reproduces row D. {}Speed-ups over the full model: \
+         layers (full depth / mean layers), the cost model's estimate, and the wall clock measured at batch 1 on held-out \
+         data (one decoder per job, full model and configuration side by side), where the held-out risk is measured too.\n\n\
+         | δ | selected | certified | risk (calibration) | mean layers | × layers | × cost model | × wall clock (held out) | risk (held out) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        output.inputs.epsilon,
+        if early_stop {
+            "The sweep stopped each chain at its first failure at the requested δ (fixed-sequence early stop), so at a larger δ \
+             λs it never decoded cannot count: rows above the requested δ are lower bounds. "
+        } else {
+            "The sweep covered the whole grid, so every row is the calibration at its δ. "
+        }
+    );
+    let depth = output.inputs.num_layers as f64;
+    for row in rows {
+        let (wall, held_risk) = match &row.held_out {
+            Some(h) => (
+                format!("{:.2}", h.wall_clock_speedup),
+                format!("{:.4} (n = {})", h.risk, h.examples),
+            ),
+            None => ("".into(), "".into()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.4} | {:.2} | {:.2} | {:.2} | {wall} | {held_risk} |",
+            row.delta,
+            row.label(),
+            row.certified,
+            row.risk,
+            row.mean_layers,
+            depth / row.mean_layers.max(1e-9),
+            row.cost_speedup
+        );
+    }
+    md.push_str("\n![speed-up frontier](speedup_frontier.png)\n");
+    md
+}
+
 /// `report.md`: verdict, inputs, per-chain summary, plots.
 fn markdown(
     output: &ThresholdsFile,
@@ -425,6 +544,7 @@ fn markdown(
     options: &CalibrationOptions,
     traced: bool,
     oracle: Option<f64>,
+    frontier: &[FrontierPoint],
 ) -> String {
     let mut md = String::from("# Calibration report\n\n");
     let selected = &output.selected;
@@ -561,6 +681,7 @@ fn markdown(
         output.summary.certified,
         output.summary.candidates
     );
+    let _ = writeln!(md, "{}", frontier_table(output, frontier));
     let _ = writeln!(md, "## Chains\n\n| measure | τ | λ tested | smallest certified λ | its risk | its mean layers |\n|---|---|---|---|---|---|");
     for chain in table.chains() {
         let head = &output.candidates[chain[0]];

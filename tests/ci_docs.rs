@@ -117,7 +117,12 @@ fn the_documented_gate_commands_pass_fail_and_summarise() {
         clean();
         let pass = run(command, &thresholds, &fresh, &work, false);
         let stdout = String::from_utf8_lossy(&pass.stdout).to_string();
-        assert_eq!(pass.status.code(), Some(0), "{command}: {stdout} {}", String::from_utf8_lossy(&pass.stderr));
+        assert_eq!(
+            pass.status.code(),
+            Some(0),
+            "{command}: {stdout} {}",
+            String::from_utf8_lossy(&pass.stderr)
+        );
         assert!(stdout.contains("calm gate passed"), "{stdout}");
         let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
         assert!(summary.starts_with("### calm check: passed"), "{summary}");
@@ -133,10 +138,9 @@ fn the_documented_gate_commands_pass_fail_and_summarise() {
         clean();
         let lenient = run(command, &thresholds, &one, &work, false);
         assert_eq!(lenient.status.code(), Some(0));
-        let check: Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join("check.json")).unwrap(),
-        )
-        .unwrap();
+        let check: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("check.json")).unwrap())
+                .unwrap();
         assert_eq!(check["verdict"], "inconclusive");
         clean();
         let strict = run(command, &thresholds, &one, &work, true);

@@ -104,7 +104,14 @@ fn bentkus_and_hb_p_values_agree_with_statrs() {
 fn the_binomial_upper_bound_is_the_clopper_pearson_beta_quantile() {
     // Inverting P(Bin(n, r) ≤ k) ≤ level over r gives the Clopper–Pearson upper bound, the
     // 1 − level quantile of Beta(k + 1, n − k).
-    for (n, k) in [(20u64, 0u64), (20, 3), (100, 5), (100, 30), (1000, 70), (5000, 400)] {
+    for (n, k) in [
+        (20u64, 0u64),
+        (20, 3),
+        (100, 5),
+        (100, 30),
+        (1000, 70),
+        (5000, 400),
+    ] {
         for level in [0.05, 0.01, 0.05 / 6.0] {
             let losses: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i < k))).collect();
             let options = CalibrationOptions {

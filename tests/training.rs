@@ -1,5 +1,6 @@
 //! Training: gradients reach every parameter, one step lowers the loss on a fixed batch, a saved
-//! checkpoint reloads to identical outputs, and a resumed run equals an uninterrupted one.
+//! checkpoint reloads to identical outputs, a resumed run equals an uninterrupted one, and the
+//! exit classifier learns consistency better than a trivial predictor on held-out data.
 
 mod common;
 
@@ -469,4 +470,121 @@ fn a_run_can_start_from_another_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("d_model is 16"), "{error}");
+}
+
+/// `count` seeded examples whose reference is a fixed template with one slot filled by a word
+/// drawn independently of the input: every template token is predictable (the exits agree
+/// with the top layer), the slot is not (they mostly disagree), and the decoder state before
+/// the slot is recognisable, so consistency is learnable from the states.
+fn template_dataset(dir: &Path, name: &str, seed: u64, count: usize) -> PathBuf {
+    let words = [
+        "cat", "dog", "bird", "fish", "horse", "sheep", "goat", "lion", "bear", "wolf", "fox",
+        "deer",
+    ];
+    let mut rng = calm::util::rng::Rng::new(seed);
+    let mut draw = || words[rng.below(words.len() as u64) as usize];
+    let mut lines = String::new();
+    for i in 0..count {
+        let input = format!("modernize: thou art {} and {}", draw(), draw());
+        let reference = format!("you are a {} so go home now", draw());
+        let row = serde_json::json!({"id": format!("{seed}.1.{i}"), "task": "modernize",
+            "input": input, "reference": reference});
+        lines.push_str(&format!("{row}\n"));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// The share of tokens that are true positives and true negatives, recovered from the two F1
+/// scores of a report row. With tokens normalised to 1, P = s positives and Q = 1 − s
+/// negatives: F1_exit = 2tp/(tp + P + fp) and F1_dont = 2tn/(tn + Q + fn), with fp = Q − tn and
+/// fn = P − tp, give the linear system (2 − F1_exit)·tp + F1_exit·tn = F1_exit and
+/// F1_dont·tp + (2 − F1_dont)·tn = F1_dont. Returns (true-positive rate, true-negative rate).
+fn rates_from_f1(row: &calm::train::classifier::LayerF1) -> (f64, f64) {
+    let (e, d, s) = (row.f1_exit, row.f1_dont_exit, row.consistent_share);
+    let det = (2.0 - e) * (2.0 - d) - e * d;
+    let tp = (e * (2.0 - d) - e * d) / det;
+    let tn = ((2.0 - e) * d - d * e) / det;
+    assert!(
+        (-1e-9..=s + 1e-9).contains(&tp) && (-1e-9..=1.0 - s + 1e-9).contains(&tn),
+        "{row:?}: tp {tp}, tn {tn}"
+    );
+    (tp / s, tn / (1.0 - s))
+}
+
+#[test]
+fn the_exit_classifier_learns_consistency_better_than_a_trivial_predictor() {
+    // A model trained briefly on the template task agrees with its top layer on the template
+    // tokens but not on the random slot; the classifier must learn that from the layer states
+    // and predict it on held-out examples better than any constant rule. The trivial
+    // predictors: always exit (the majority: F1(don't exit) = 0, F1(exit) = 2s/(1+s)) and never
+    // exit (F1(don't exit) = 2(1−s)/(2−s)), s the consistent share of the layer.
+    // Measured on the held-out set: layer 1 s = 0.700, F1(don't exit) 0.820 against 0.461 for
+    // never exit, TPR 0.887, TNR 0.880; layer 2 s = 0.848, F1(don't exit) 0.559 against 0.263,
+    // TPR 0.760, TNR 0.910. The bounds below (F1 margin 0.05, informedness 0.25) held on all 15
+    // variations tried while writing this test (model seeds 5–10, data seeds 1–6, 20–30
+    // steps, cyclic or two slots), whose worst cases were a margin of 0.06 and an informedness of 0.34.
+    use calm::train::classifier::{train_classifier, ClassifierOptions};
+    let dir = scratch("classifier-learns");
+    let train_data = template_dataset(&dir, "train.jsonl", 1, 200);
+    let held_out = template_dataset(&dir, "held-out.jsonl", 2, 100);
+    let mut model_options = options(train_data.clone(), 20);
+    model_options.learning_rate = 1e-2;
+    model_options.checkpoint_every = 20;
+    let run = dir.join("model");
+    train(&model_options, &run, StopAt::default()).unwrap();
+    let classifier = |steps: usize| {
+        train_classifier(
+            &run,
+            &ClassifierOptions {
+                data: vec![train_data.clone()],
+                eval: vec![held_out.clone()],
+                steps,
+                batch_tokens: 512,
+                learning_rate: 1e-2,
+                max_tokens_per_sequence: 32,
+                seed: 1,
+            },
+        )
+        .unwrap()
+    };
+    // Zero steps leave the weights at 0: the classifier says "exit" everywhere, which is the
+    // always-exit predictor, measured through the same pipeline.
+    let untrained = classifier(0);
+    let trained = classifier(50);
+    assert_eq!(trained.len(), 2);
+    for (before, after) in untrained.iter().zip(&trained) {
+        let s = after.consistent_share;
+        assert_eq!(before.consistent_share, s);
+        assert!(
+            0.5 < s && s < 0.97,
+            "layer {}: consistent share {s}",
+            after.layer
+        );
+        assert_eq!(before.f1_dont_exit, 0.0);
+        assert!((before.f1_exit - 2.0 * s / (1.0 + s)).abs() < 1e-12);
+        let never_exit = 2.0 * (1.0 - s) / (2.0 - s);
+        let (tpr, tnr) = rates_from_f1(after);
+        eprintln!(
+            "layer {}: consistent {s:.3}, F1(exit) {:.3} (always exit {:.3}), F1(don't exit) {:.3} (never exit {never_exit:.3}), TPR {tpr:.3}, TNR {tnr:.3}",
+            after.layer,
+            after.f1_exit,
+            before.f1_exit,
+            after.f1_dont_exit
+        );
+        // F1 of the minority "don't exit" class (CALM's Table D.1) beats both constant rules.
+        assert!(
+            after.f1_dont_exit > never_exit + 0.05,
+            "layer {}: F1(don't exit) {} vs never exit {never_exit}",
+            after.layer,
+            after.f1_dont_exit
+        );
+        // Informedness TPR + TNR − 1 is 0 for any rule that ignores the states.
+        assert!(
+            tpr + tnr - 1.0 > 0.25,
+            "layer {}: TPR {tpr} TNR {tnr}",
+            after.layer
+        );
+    }
 }

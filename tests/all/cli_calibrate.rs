@@ -1,8 +1,6 @@
 //! End-to-end tests of `calm calibrate` and `calm simulate-records` through the binary.
 
-mod common;
-
-use common::{calm, read_json, scratch, text};
+use crate::common::{calm, read_json, scratch, text};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

@@ -3,9 +3,7 @@
 //! calibrated config, fail on a violation, and fail on "inconclusive" only when
 //! CALM_REQUIRE_CERTIFIED=1.
 
-mod common;
-
-use common::{copy_examples, model, scratch};
+use crate::common::{copy_examples, model, scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,14 +1,12 @@
 //! `calm score` through the binary, on values from the reference packages
 //! (shared/reference/learn-then-test.md §4: rouge-score 0.1.2, sacrebleu 2.6.0).
 
-mod common;
-
 use std::process::Output;
 
 fn score(args: &[&str], stdin: &str) -> Output {
     let mut all = vec!["score"];
     all.extend_from_slice(args);
-    common::calm_with_stdin(&all, Some(stdin))
+    crate::common::calm_with_stdin(&all, Some(stdin))
 }
 
 const PAIRS: &str = concat!(

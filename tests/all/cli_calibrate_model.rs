@@ -1,8 +1,6 @@
 //! `calm calibrate --model --data`: the sweep end to end on a tiny checkpoint.
 
-mod common;
-
-use common::{calm, copy_examples, model, read_json, scratch};
+use crate::common::{calm, copy_examples, model, read_json, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -351,7 +349,11 @@ fn without_inputs_or_out_the_defaults_apply() {
     let embedded = bible.join("model");
     std::fs::create_dir_all(&embedded).unwrap();
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(common::gated_fixture().join(file), embedded.join(file)).unwrap();
+        std::fs::copy(
+            crate::common::gated_fixture().join(file),
+            embedded.join(file),
+        )
+        .unwrap();
     }
     let modernize = |name: &str, offset: usize| {
         let plain = copy_examples(&dir, "plain.jsonl", offset, 8);

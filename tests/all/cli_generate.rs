@@ -1,8 +1,6 @@
 //! `calm generate` through the binary: JSON output, stdin mode, and clear errors for bad checkpoints.
 
-mod common;
-
-use common::{calm_with_stdin as calm, gated_fixture as fixture};
+use crate::common::{calm_with_stdin as calm, gated_fixture as fixture};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -2,8 +2,7 @@
 //! checkpoint reloads to identical outputs, a resumed run equals an uninterrupted one, and the
 //! exit classifier learns consistency better than a trivial predictor on held-out data.
 
-mod common;
-
+use crate::common::scratch;
 use calm::model::config::T5Shape;
 use calm::model::init::parameter_shapes;
 use calm::model::{Checkpoint, T5Config};
@@ -13,7 +12,6 @@ use calm::train::optimizer::{AdamW, AdamWConfig};
 use calm::train::{identity_pairs, train, trainable_model, StopAt, TrainOptions};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use common::scratch;
 use std::path::{Path, PathBuf};
 
 fn tiny_config() -> T5Config {

@@ -2,9 +2,7 @@
 //! inconclusive), a layer regression with its sampling error, the Markdown summary for CI, and
 //! refusals of configs from another model or with nothing to test (exit 2).
 
-mod common;
-
-use common::{calm, copy_examples, model};
+use crate::common::{calm, copy_examples, model};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;

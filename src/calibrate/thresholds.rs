@@ -88,6 +88,13 @@ pub struct SweepInfo {
     pub jobs: usize,
     /// Whether chains stopped at their first failure (fixed-sequence) or covered the grid.
     pub early_stop: bool,
+    /// Rows per decoding batch of the timed passes (absent in files from before batching: 1).
+    #[serde(default = "one")]
+    pub batch_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A held-out benchmark run and the data it ran on.

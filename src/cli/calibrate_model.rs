@@ -560,6 +560,7 @@ pub fn calibrate_model(
             configurations: result.timings.clone(),
             jobs: args.jobs,
             early_stop,
+            batch_size: args.batch_size,
         },
         benchmark,
     });

@@ -3,9 +3,9 @@
 //! calibrated config, fail on a violation, and fail on "inconclusive" only when
 //! CALM_REQUIRE_CERTIFIED=1.
 
-use crate::common::{copy_examples, model, scratch};
+use crate::common::scratch;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn repo() -> &'static Path {
@@ -52,45 +52,11 @@ fn run(command: &str, thresholds: &Path, fresh: &Path, work: &Path, strict: bool
         .unwrap()
 }
 
-fn calibrate(dir: &Path) -> (PathBuf, PathBuf, Value) {
-    let cal = copy_examples(dir, "cal.jsonl", 0, 30);
-    let fresh = copy_examples(dir, "fresh.jsonl", 100, 30);
-    let out = dir.join("run");
-    let status = Command::new(env!("CARGO_BIN_EXE_calm"))
-        .args([
-            "calibrate",
-            "--model",
-            &model(),
-            "--data",
-            cal.to_str().unwrap(),
-            "--delta",
-            "0.3",
-            "--epsilon",
-            "0.1",
-            "--out",
-            out.to_str().unwrap(),
-            "--lambdas",
-            "1,0.9,0.8",
-            "--taus",
-            "0",
-            "--measures",
-            "state",
-            "--max-new-tokens",
-            "8",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("thresholds.json")).unwrap())
-            .unwrap();
-    (out.join("thresholds.json"), fresh, json)
-}
-
 #[test]
 fn the_documented_gate_commands_pass_fail_and_summarise() {
     let dir = scratch("ci-docs");
-    let (thresholds, fresh, json) = calibrate(&dir);
+    let (run_dir, fresh, json) = crate::cli_check::calibrated("ci-docs");
+    let thresholds = run_dir.join("thresholds.json");
     let one = dir.join("one.jsonl");
     let first_line = std::fs::read_to_string(&fresh).unwrap();
     std::fs::write(&one, first_line.lines().next().unwrap().to_string() + "\n").unwrap();

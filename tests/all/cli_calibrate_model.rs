@@ -540,6 +540,43 @@ fn an_early_stopped_sweep_equals_the_full_grid_tested_by_fixed_sequence() {
     };
     assert_eq!(certified(&early), certified(&retested));
     assert_eq!(early["selected"], retested["selected"]);
+    // Issue 16: every frontier row of the whole-grid run is `calibrate --records … --delta D`.
+    let frontier: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("full/frontier.json")).unwrap())
+            .unwrap();
+    let frontier = frontier.as_array().unwrap();
+    assert_eq!(frontier.len(), 12);
+    for row in frontier
+        .iter()
+        .filter(|r| [0.05, 0.2, 0.5].contains(&r["delta"].as_f64().unwrap()))
+    {
+        let delta = row["delta"].to_string();
+        let out = dir.join(format!("delta-{delta}"));
+        let run = calm(&[
+            "calibrate",
+            "--records",
+            dir.join("full/records.parquet").to_str().unwrap(),
+            "--delta",
+            &delta,
+            "--epsilon",
+            "0.1",
+            "--procedure",
+            "bonferroni",
+            "--cost-model",
+            dir.join("full/thresholds.json").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let selected = read_json(&out.join("thresholds.json"))["selected"].clone();
+        assert_eq!(selected["measure"], row["measure"], "δ = {delta}");
+        assert_eq!(selected["lambda"], row["lambda"], "δ = {delta}");
+        assert_eq!(selected["mean_layers"], row["mean_layers"], "δ = {delta}");
+    }
     // The early-stopped records mark their cut chains; the full grid's are all complete.
     let early_rows = records_of(&dir.join("early"));
     assert!(early_rows.iter().any(|r| r.2.ends_with("Some(false)")));

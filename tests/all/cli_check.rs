@@ -7,8 +7,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-/// Calibrate once, then return the run folder, a fresh data file and the thresholds JSON.
-fn calibrated(name: &str) -> (PathBuf, PathBuf, Value) {
+/// Calibrate the fixture model on 30 copy examples (δ 0.3, ε 0.1, state at λ 1, 0.9, 0.8), then
+/// return the run folder, 30 fresh examples and the thresholds JSON.
+pub fn calibrated(name: &str) -> (PathBuf, PathBuf, Value) {
     let dir = std::env::temp_dir().join(format!("calm-check-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

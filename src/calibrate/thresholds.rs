@@ -70,7 +70,8 @@ pub struct GridInfo {
     pub auto: bool,
     pub share: f64,
     pub seed: u64,
-    pub quantiles: Vec<f64>,
+    /// λs placed besides λ = 1 (`record::grid::GRID_STEPS`).
+    pub steps: usize,
     /// Ids of the grid examples; none of them is in the records.
     pub examples: Vec<String>,
 }

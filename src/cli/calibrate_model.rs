@@ -35,9 +35,9 @@ pub struct SweepArgs {
     /// Temperatures τ of the decaying threshold.
     #[arg(long, value_delimiter = ',', default_value = "0,4")]
     pub taus: Vec<f64>,
-    /// Thresholds λ, tested from the largest down: `auto` places up to 20 per measure at
-    /// quantiles of that measure's confidences on the grid examples (--grid-share), or give a
-    /// list (e.g. 1,0.95,0.9) used for every measure.
+    /// Thresholds λ, tested from the largest down: `auto` gives each measure λ = 1 and up to 11
+    /// λs that step its mean exit layer on the grid examples (--grid-share) evenly from L to 1;
+    /// or give a list (e.g. 1,0.95,0.9) used for every measure.
     #[arg(long, default_value = "auto", value_parser = parse_lambda_grid)]
     pub lambdas: LambdaGrid,
     /// The share of --data's examples (seeded by --grid-seed) whose full-model confidences place
@@ -137,14 +137,14 @@ fn parse_lambda_grid(text: &str) -> std::result::Result<LambdaGrid, String> {
     Ok(LambdaGrid::Values(values))
 }
 
-/// Per measure, its confidences at every layer below the top for every token of the full model's
-/// outputs on `examples` (record mode).
+/// Per measure, every token's confidences at the layers below the top (None where undefined),
+/// on the full model's outputs for `examples` (record mode).
 fn grid_confidences(
     checkpoint: &Checkpoint,
     examples: &[SweepExample],
     measures: &[Measure],
     args: &SweepArgs,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<Vec<Vec<Vec<Option<f32>>>>> {
     let options = crate::model::GenerationOptions {
         max_new_tokens: args.max_new_tokens,
         policy: crate::model::ExitPolicy::Never,
@@ -158,26 +158,29 @@ fn grid_confidences(
         args.jobs,
         args.batch_size,
     )?;
-    let mut pooled = vec![Vec::new(); measures.len()];
+    let mut tokens = vec![Vec::new(); measures.len()];
     for (generation, _) in &decoded {
         for trace in &generation.traces {
             let Some(layers) = &trace.layers else {
                 continue;
             };
-            for record in &layers[..layers.len().saturating_sub(1)] {
-                for (slot, measure) in measures.iter().enumerate() {
-                    let value = match measure {
-                        Measure::SoftmaxDiff => Some(record.softmax_diff),
-                        Measure::SoftmaxMax => Some(record.softmax_max),
-                        Measure::State => record.state,
-                        Measure::Classifier => record.classifier,
-                    };
-                    pooled[slot].extend(value);
-                }
+            let below_top = &layers[..layers.len().saturating_sub(1)];
+            for (slot, measure) in measures.iter().enumerate() {
+                tokens[slot].push(
+                    below_top
+                        .iter()
+                        .map(|record| match measure {
+                            Measure::SoftmaxDiff => Some(record.softmax_diff),
+                            Measure::SoftmaxMax => Some(record.softmax_max),
+                            Measure::State => record.state,
+                            Measure::Classifier => record.classifier,
+                        })
+                        .collect(),
+                );
             }
         }
     }
-    Ok(pooled)
+    Ok(tokens)
 }
 
 /// What every model sweep needs: the checkpoint, the tokenized examples, the metric, the grid.
@@ -253,7 +256,9 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
             let encoded = encode_examples(&checkpoint, &picked, data)?;
             grid_confidences(&checkpoint, &encoded, &measures, args)?
                 .iter()
-                .map(|c| crate::record::grid::auto_lambdas(c))
+                .map(|c| {
+                    crate::record::grid::auto_lambdas(c, checkpoint.model.num_decoder_layers())
+                })
                 .collect()
         }
     };
@@ -546,7 +551,7 @@ pub fn calibrate_model(
             auto: args.lambdas == LambdaGrid::Auto,
             share: args.grid_share.unwrap_or(0.1),
             seed: args.grid_seed,
-            quantiles: crate::record::grid::GRID_QUANTILES.to_vec(),
+            steps: crate::record::grid::GRID_STEPS,
             examples: grid_examples.clone(),
         }),
         max_new_tokens: args.max_new_tokens,

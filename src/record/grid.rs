@@ -1,8 +1,12 @@
-//! `--lambdas auto`: a λ grid per measure, placed at quantiles of that measure's confidences.
+//! `--lambdas auto`: a λ grid per measure, placed by that measure's confidences so that its
+//! steps are even in mean exit layer.
 //!
 //! One grid does not fit every measure: softmax-diff spreads over [0, 1], while hidden-state
 //! saturation (a cosine) lives in 0.90–1.00, so a fixed 0.05 step jumps from "never exits" to
-//! "exits at layer 2" in one step. The grid is taken from a seeded share of the calibration
+//! "exits at layer 2" in one step. Quantiles of the confidences do not fit either: they crowd
+//! the λs where almost nothing exits (measured on the embedded model: ten of the state chain's
+//! twelve λs above 4.9 layers, then a jump from 3.8 to 2.6). So the λs are placed by what they
+//! do: even steps in mean exit layer on the grid examples. The grid is taken from a seeded share of the calibration
 //! examples (the *grid examples*), decoded by the full model in record mode; those examples are
 //! then left out of the records and the test. The grid is thus a function of data independent of
 //! the examples Learn then Test uses, so it is fixed before the test sees its data, and the
@@ -10,12 +14,8 @@
 
 use crate::util::rng::Rng;
 
-/// Quantiles of the pooled confidences (layers below the top, every token) at which thresholds
-/// are placed, from the most conservative down. Dense near the top, where certification happens.
-/// Eleven quantiles (twelve λs with λ = 1) keep the whole grid of three measures and two τs at 72
-/// configurations, which the main job sweeps completely.
-pub const GRID_QUANTILES: [f64; 11] =
-    [0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.5, 0.3, 0.1];
+/// λs per measure besides λ = 1: the grid's steps in mean exit layer.
+pub const GRID_STEPS: usize = 11;
 
 /// Split example indices 0..n into (grid, test) by a seeded permutation: ⌈share·n⌉ grid examples
 /// (at least one when share > 0, never all), both in increasing order.
@@ -33,25 +33,61 @@ pub fn grid_split(n: usize, share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (grid, test)
 }
 
-/// The λ grid for one measure from its confidences: λ = 1, then for each quantile q the λ whose
-/// constant threshold 0.9·λ + 0.1 (Eq. 5 at τ = 0) equals the q-quantile, clipped to [0, 1],
-/// rounded to 4 decimals, strictly descending. Empty confidences give λ = 1 alone.
-pub fn auto_lambdas(confidences: &[f32]) -> Vec<f64> {
-    let mut values: Vec<f64> = confidences
+/// Mean exit layer on the full model's path if each token left at the first layer below the top
+/// whose confidence reaches `threshold` (the top layer otherwise). `tokens[t][i]` is token t's
+/// confidence at layer i + 1, None where the measure is undefined.
+pub fn mean_exit_layer(tokens: &[Vec<Option<f32>>], depth: usize, threshold: f64) -> f64 {
+    if tokens.is_empty() {
+        return depth as f64;
+    }
+    let total: usize = tokens
         .iter()
+        .map(|layers| {
+            layers
+                .iter()
+                .position(|c| c.is_some_and(|c| c as f64 >= threshold))
+                .map_or(depth, |i| i + 1)
+        })
+        .sum();
+    total as f64 / tokens.len() as f64
+}
+
+/// The λ grid for one measure: λ = 1, then [`GRID_STEPS`] λs whose constant thresholds
+/// 0.9·λ + 0.1 (Eq. 5 at τ = 0) take the mean exit layer on the grid examples' tokens to
+/// L − k·(L − 1)/GRID_STEPS, k = 1 … GRID_STEPS: evenly spaced in layers saved, from "almost never
+/// exits" to "exits at the first possible layer". Each threshold is found by bisection between
+/// the smallest and largest confidence; λ is clipped to [0, 1], rounded to 4 decimals, and the
+/// list is strictly descending (steps that round to the same λ merge).
+pub fn auto_lambdas(tokens: &[Vec<Option<f32>>], depth: usize) -> Vec<f64> {
+    let values: Vec<f64> = tokens
+        .iter()
+        .flatten()
+        .flatten()
         .filter(|c| c.is_finite())
         .map(|&c| c as f64)
         .collect();
-    values.sort_by(f64::total_cmp);
     let mut lambdas = vec![1.0];
-    if values.is_empty() {
+    let (Some(low), Some(high)) = (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) else {
         return lambdas;
-    }
-    for q in GRID_QUANTILES {
-        // Nearest-rank quantile.
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-        let threshold = values[rank];
-        let lambda = (((threshold - 0.1) / 0.9).clamp(0.0, 1.0) * 1e4).round() / 1e4;
+    };
+    let depth_f = depth as f64;
+    for k in 1..=GRID_STEPS {
+        let target = depth_f - k as f64 * (depth_f - 1.0) / GRID_STEPS as f64;
+        // The mean exit layer rises with the threshold: find the largest threshold at or below
+        // the target.
+        let (mut lo, mut hi) = (low, high + 1e-6);
+        for _ in 0..50 {
+            let mid = 0.5 * (lo + hi);
+            if mean_exit_layer(tokens, depth, mid) <= target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let lambda = (((lo - 0.1) / 0.9).clamp(0.0, 1.0) * 1e4).round() / 1e4;
         if lambdas.last().is_some_and(|&last| lambda < last) {
             lambdas.push(lambda);
         }
@@ -79,21 +115,42 @@ mod tests {
     }
 
     #[test]
-    fn a_cosine_gets_a_fine_grid_near_one() {
-        // Cosines in [0.9, 1): a fixed 0.05-step grid has one λ there; the auto grid has many.
-        let cosines: Vec<f32> = (0..1000)
-            .map(|i| 0.9 + 0.0999 * i as f32 / 1000.0)
+    fn the_grid_steps_evenly_through_the_mean_exit_layer() {
+        // Cosines at layers 1..7 of 8 rising towards 1: layer i's confidence is 0.9 + 0.0142·i
+        // plus a per-token offset, so thresholds in 0.90–1.00 decide everything.
+        let tokens: Vec<Vec<Option<f32>>> = (0..500)
+            .map(|t| {
+                (1..8)
+                    .map(|i| Some((0.9 + 0.0142 * i as f64 + 0.004 * (t % 5) as f64) as f32))
+                    .collect()
+            })
             .collect();
-        let lambdas = auto_lambdas(&cosines);
+        let lambdas = auto_lambdas(&tokens, 8);
         assert_eq!(lambdas[0], 1.0);
-        assert!(lambdas.windows(2).all(|w| w[0] > w[1]));
-        let in_range = lambdas.iter().filter(|&&l| l > 0.88 && l < 1.0).count();
-        assert_eq!(in_range, GRID_QUANTILES.len(), "{lambdas:?}");
-        // The nearest-rank 0.5 quantile is element 499: λ = (c − 0.1)/0.9, rounded.
-        let median = cosines[499] as f64;
-        let expected = (((median - 0.1) / 0.9) * 1e4).round() / 1e4;
-        assert!(lambdas.contains(&expected), "{expected} not in {lambdas:?}");
-        assert_eq!(auto_lambdas(&[]), vec![1.0]);
-        assert_eq!(auto_lambdas(&[f32::NAN]), vec![1.0]);
+        assert!(lambdas.windows(2).all(|w| w[0] > w[1]), "{lambdas:?}");
+        assert!(lambdas.len() >= 8, "{lambdas:?}");
+        // Every λ after the first lies where the cosines are (a fixed 0.05 grid has one there).
+        assert!(
+            lambdas[1..].iter().all(|&l| l > 0.88 && l < 1.0),
+            "{lambdas:?}"
+        );
+        // The mean exit layers of consecutive λs fall in steps, from near 8 to near 1.
+        let layers: Vec<f64> = lambdas
+            .iter()
+            .map(|&l| mean_exit_layer(&tokens, 8, 0.9 * l + 0.1))
+            .collect();
+        assert!(layers.windows(2).all(|w| w[0] >= w[1]), "{layers:?}");
+        assert!(*layers.last().unwrap() <= 1.7, "{layers:?}");
+        assert_eq!(auto_lambdas(&[], 8), vec![1.0]);
+        assert_eq!(auto_lambdas(&[vec![None, Some(f32::NAN)]], 3), vec![1.0]);
+    }
+
+    #[test]
+    fn mean_exit_layer_by_hand() {
+        let tokens = vec![vec![Some(0.5), Some(0.9)], vec![None, Some(0.4)]];
+        // Threshold 0.8: token 1 exits at layer 2, token 2 reaches the top (3): mean 2.5.
+        assert_eq!(mean_exit_layer(&tokens, 3, 0.8), 2.5);
+        assert_eq!(mean_exit_layer(&tokens, 3, 0.3), 1.5);
+        assert_eq!(mean_exit_layer(&tokens, 3, 0.95), 3.0);
     }
 }

@@ -31,8 +31,10 @@ pub struct BenchCalibrateArgs {
     /// Records file format.
     #[arg(long, value_parser = ["parquet", "csv"], default_value = "parquet")]
     pub format: String,
+    /// p-value of each candidate.
     #[arg(long, value_enum, default_value_t = PValueMethod::Hb)]
     pub pvalue: PValueMethod,
+    /// Family-wise error control across candidates.
     #[arg(long, value_enum, default_value_t = Procedure::FixedSequence)]
     pub procedure: Procedure,
     /// Timed repetitions (the minimum and median are reported).

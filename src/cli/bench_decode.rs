@@ -24,16 +24,22 @@ pub struct BenchDecodeArgs {
     /// Checkpoint directory; without it a seeded random model of the size below is used.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// Width of the random model (without --model).
     #[arg(long, default_value_t = 256)]
     pub d_model: usize,
+    /// Encoder layers of the random model.
     #[arg(long, default_value_t = 4)]
     pub encoder_layers: usize,
+    /// Decoder layers L of the random model.
     #[arg(long, default_value_t = 8)]
     pub decoder_layers: usize,
+    /// Attention heads of the random model.
     #[arg(long, default_value_t = 4)]
     pub heads: usize,
+    /// Feed-forward width of the random model.
     #[arg(long, default_value_t = 1024)]
     pub d_ff: usize,
+    /// Vocabulary size of the random model (the exit head's cost grows with it).
     #[arg(long, default_value_t = 8000)]
     pub vocab: usize,
     /// Batch sizes to measure.
@@ -42,6 +48,7 @@ pub struct BenchDecodeArgs {
     /// Inputs per measurement (random token ids).
     #[arg(long, default_value_t = 16)]
     pub examples: usize,
+    /// Tokens per random input.
     #[arg(long, default_value_t = 24)]
     pub input_tokens: usize,
     /// Output length N (random models rarely stop early).
@@ -53,8 +60,10 @@ pub struct BenchDecodeArgs {
     /// Timed repetitions of every measurement; the fastest is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON result to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
     after_help = "Example:\n  calm evaluate --model runs/bible-model --data datasets/bible/test.jsonl.gz --task modernize"
 )]
 pub struct EvaluateArgs {
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// Labelled examples (JSONL or JSONL.gz).
@@ -20,12 +21,16 @@ pub struct EvaluateArgs {
     /// The task to evaluate (examples of other tasks are skipped).
     #[arg(long)]
     pub task: String,
+    /// Evaluate at most this many examples of the task (the first ones) [default: all].
     #[arg(long)]
     pub max_examples: Option<usize>,
+    /// Maximum output length N of every decoding.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
+    /// Parallel decoders (one core each).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+    /// Print the model card as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -19,6 +19,7 @@ pub struct SimulateArgs {
     /// Fractional losses (like 1 − ROUGE-L) instead of 0/1 losses.
     #[arg(long)]
     pub fractional: bool,
+    /// Seed of the simulation: the same seed gives the same records.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

@@ -19,14 +19,19 @@ pub struct TrainArgs {
     /// Checkpoint directory (config.json, model.safetensors, tokenizer.json, trainer state, log).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Size of the BPE vocabulary trained on the data (tokens, special tokens included).
     #[arg(long, default_value_t = 4000)]
     pub vocab_size: usize,
+    /// Model width d_model.
     #[arg(long, default_value_t = 256)]
     pub d_model: usize,
+    /// Feed-forward width d_ff (gated-gelu: two input projections of this width).
     #[arg(long, default_value_t = 1024)]
     pub d_ff: usize,
+    /// Attention heads (d_kv = d_model / heads).
     #[arg(long, default_value_t = 4)]
     pub heads: usize,
+    /// Encoder layers.
     #[arg(long, default_value_t = 4)]
     pub encoder_layers: usize,
     /// Decoder layers L (the exits).
@@ -41,20 +46,25 @@ pub struct TrainArgs {
     /// Padded tokens (source + target) per batch.
     #[arg(long, default_value_t = 4096)]
     pub batch_tokens: usize,
+    /// Optimizer steps in all (a resumed run continues to this number).
     #[arg(long, default_value_t = 20_000)]
     pub steps: usize,
+    /// Linear warm-up steps before the cosine decay.
     #[arg(long, default_value_t = 500)]
     pub warmup: usize,
     /// Peak learning rate (AdamW, warm-up then cosine decay to a tenth).
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
+    /// AdamW weight decay (decoupled).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Clip the global gradient norm to this value.
     #[arg(long, default_value_t = 1.0)]
     pub clip_norm: f64,
+    /// Seed of initialisation, batching and identity pairs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write a resumable checkpoint every this many steps.
     #[arg(long, default_value_t = 200)]
     pub checkpoint_every: usize,
     /// Compute threads.

@@ -20,19 +20,25 @@ pub struct TrainClassifierArgs {
     /// Held-out examples for the per-layer F1 report.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub eval: Vec<PathBuf>,
+    /// Optimizer steps of the classifier (the model stays frozen).
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
+    /// Padded tokens per batch (batches of similar-length pairs).
     #[arg(long, default_value_t = 4096)]
     pub batch_tokens: usize,
+    /// AdamW learning rate of the classifier.
     #[arg(long, default_value_t = 1e-2)]
     pub learning_rate: f64,
+    /// Use only pairs whose input and reference both fit in this many tokens.
     #[arg(long, default_value_t = 64)]
     pub max_tokens_per_sequence: usize,
+    /// Seed of the batch order and initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print the per-layer F1 as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Compute threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub const TARGET_POWER: f64 = 0.8;
 /// Largest sample size the power search considers.
 const MAX_SEARCH_N: u64 = 10_000_000;
+/// The same for WSR.
+const MAX_WSR_SEARCH_N: u64 = 1_000_000;
 /// Simulated fresh sets per power evaluation of an order-dependent p-value (WSR).
 const WSR_POWER_SIMULATIONS: usize = 400;
 
@@ -137,11 +139,12 @@ pub fn verdict_from_p_values(
 }
 
 /// p-value of H′: R ≤ δ from the losses (the certify p-value of 1 − L against 1 − δ).
+/// WSR's tuning level is α here, as for the lower confidence bound.
 pub fn violation_p_value(losses: &[f64], options: &GateOptions) -> f64 {
     let flipped: Vec<f64> = losses.iter().map(|&l| 1.0 - l).collect();
     candidate_p_value(
         &flipped,
-        &options.calibration(1.0 - options.delta, options.epsilon),
+        &options.calibration(1.0 - options.delta, options.alpha),
     )
 }
 
@@ -252,8 +255,9 @@ pub fn detection_probability(n: u64, risk: f64, options: &GateOptions) -> f64 {
     1.0 - ln_binomial_cdf(high - 1, n, risk).exp()
 }
 
-/// WSR's detection probability by simulation with common random numbers (seeded), so that it is
-/// monotone in `risk` and reproducible.
+/// WSR's detection probability by simulation with common random numbers (seeded): reproducible,
+/// and approximately monotone in `risk` (WSR's bets follow the running variance, so a path's
+/// rejection is not exactly monotone), which is what the bisections over it assume.
 fn simulated_detection(n: u64, risk: f64, options: &GateOptions) -> f64 {
     let mut rng = Rng::new(options.seed ^ 0x9e37_79b9_7f4a_7c15 ^ n);
     let n = n as usize;
@@ -268,16 +272,16 @@ fn simulated_detection(n: u64, risk: f64, options: &GateOptions) -> f64 {
     detected as f64 / WSR_POWER_SIMULATIONS as f64
 }
 
-/// The smallest n whose `holds(n)` is true, searching by doubling then bisection (None past
-/// [`MAX_SEARCH_N`]). Discrete tests are not exactly monotone in n; the bisection returns an n
-/// that satisfies `holds`.
-fn smallest_n(holds: impl Fn(u64) -> bool) -> Option<u64> {
+/// The smallest n ≤ `max_n` whose `holds(n)` is true, searching by doubling (capped at `max_n`,
+/// which is probed) then bisection; None when not even `max_n` holds. Discrete tests are not
+/// exactly monotone in n; the bisection returns an n that satisfies `holds`.
+fn smallest_n(max_n: u64, holds: impl Fn(u64) -> bool) -> Option<u64> {
     let mut high = 1u64;
     while !holds(high) {
-        if high >= MAX_SEARCH_N {
+        if high >= max_n {
             return None;
         }
-        high = (high * 2).min(MAX_SEARCH_N);
+        high = (high * 2).min(max_n);
     }
     let mut low = high / 2; // !holds(low) unless low = 0
     while high - low > 1 {
@@ -291,12 +295,23 @@ fn smallest_n(holds: impl Fn(u64) -> bool) -> Option<u64> {
     Some(high)
 }
 
+/// The search limit of the power figures: 10^7, or 10^6 for WSR (O(n) per p-value, simulated).
+fn search_limit(options: &GateOptions) -> u64 {
+    if options.pvalue == PValueMethod::Wsr {
+        MAX_WSR_SEARCH_N
+    } else {
+        MAX_SEARCH_N
+    }
+}
+
 /// Fresh examples needed to detect a true risk `risk` with [`TARGET_POWER`].
 pub fn n_to_detect(risk: f64, options: &GateOptions) -> Option<u64> {
     if risk <= options.delta {
         return None;
     }
-    smallest_n(|n| detection_probability(n, risk, options) >= TARGET_POWER)
+    smallest_n(search_limit(options), |n| {
+        detection_probability(n, risk, options) >= TARGET_POWER
+    })
 }
 
 /// Fresh examples needed to certify if the losses kept mean `risk`.
@@ -308,12 +323,7 @@ pub fn n_to_certify(risk: f64, options: &GateOptions) -> Option<u64> {
         let count = (n as f64 * risk - 1e-10 * n as f64).ceil().max(0.0) as u64;
         count_p_value(options, n, risk, count, options.delta)
     };
-    let search = |n: u64| p_at(n) <= options.epsilon;
-    if options.pvalue == PValueMethod::Wsr {
-        // O(n) per evaluation: keep the search to a million examples.
-        return smallest_n(|n| n <= 1_000_000 && search(n)).filter(|&n| n <= 1_000_000);
-    }
-    smallest_n(search)
+    smallest_n(search_limit(options), |n| p_at(n) <= options.epsilon)
 }
 
 /// The power figures of a gate with n fresh examples at observed risk `risk`.

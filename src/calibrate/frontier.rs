@@ -1,6 +1,6 @@
 //! The quality-vs-speed frontier: the same records recalibrated at each risk bound δ, with the
 //! same p-value, procedure, ε and cost model. Row δ = D is exactly what
-//! `calm calibrate --records … --delta D` selects. A report product: `thresholds.json` keeps the
+//! `calm calibrate --records … --cost-model thresholds.json --delta D` selects. A report product: `thresholds.json` keeps the
 //! configuration of the requested δ.
 
 use super::{calibrate, CalibrationOptions, LossTable, Selection};

@@ -139,7 +139,7 @@ pub fn candidate_p_value(losses: &[f64], options: &CalibrationOptions) -> f64 {
 }
 
 /// Why results on chains cut short are not trustworthy, for refusals and warnings.
-pub const TRUNCATION_BIAS: &str = "a fixed-sequence sweep stops each chain at its first failure, judged on all n examples, so the records lack exactly the near-boundary configurations that cause violations, and every example (including any later held out) has already shaped which configurations exist: random-split trials and Bonferroni/Holm on such records are biased optimistic. Sweep the whole grid instead (calm calibrate --model … --procedure bonferroni, or --shard)";
+pub const TRUNCATION_BIAS: &str = "a fixed-sequence sweep stops each chain at its first failure, judged on all n examples, so the records lack exactly the near-boundary configurations that cause violations, and every example (including any later held out) has already shaped which configurations exist: random-split trials and Bonferroni/Holm on such records are biased optimistic. Sweep the whole grid instead (calm calibrate --model … without --early-stop, or --shard)";
 
 /// The refusal (or, with `allow`, the warning) for records whose chains do not cover their
 /// grid, when `what` (trials, Bonferroni, Holm) needs every candidate. Ok(None): all complete.

@@ -176,7 +176,11 @@ impl LossTable {
                 layers: slots.layers,
                 tokens: slots.tokens,
                 mean_layers,
-                chain_complete: slots.complete.filter(|_| slots.complete_known),
+                // A row that says "cut short" wins over rows that do not say.
+                chain_complete: match slots.complete {
+                    Some(false) => Some(false),
+                    complete => complete.filter(|_| slots.complete_known),
+                },
             });
         }
         candidates.sort_by(|a, b| {
@@ -249,5 +253,44 @@ impl LossTable {
             }
         }
         chains
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{simulate_records, SimulationSpec};
+
+    #[test]
+    fn a_cut_chain_is_known_cut_even_when_some_rows_do_not_say() {
+        let mut records = simulate_records(&SimulationSpec::grid(4, 3, 1));
+        // Merged shards: one file marks the first chain cut, the other says nothing.
+        let first = (records.rows[0].measure, records.rows[0].tau);
+        for (i, row) in records.rows.iter_mut().enumerate() {
+            row.chain_complete = if (row.measure, row.tau) == first {
+                if i % 2 == 0 {
+                    Some(false)
+                } else {
+                    None
+                }
+            } else {
+                Some(true)
+            };
+        }
+        let table = LossTable::from_records(&records).unwrap();
+        let (truncated, unknown) = table.truncated_chains();
+        assert_eq!(truncated.len(), 1, "{truncated:?}");
+        assert!(!unknown);
+        // Rows that do not say, with no row saying "cut": unknown, not complete.
+        for row in records.rows.iter_mut() {
+            if (row.measure, row.tau) == first {
+                row.chain_complete = row.chain_complete.and(Some(true));
+            }
+        }
+        let (truncated, unknown) = LossTable::from_records(&records)
+            .unwrap()
+            .truncated_chains();
+        assert!(truncated.is_empty());
+        assert!(unknown);
     }
 }

@@ -92,6 +92,9 @@ fn parse_configuration(text: &str) -> Result<(String, ExitPolicy)> {
     let Some(((measure, tau), lambda)) = parsed else {
         bail!("--configurations: expected MEASURE:TAU:LAMBDA (e.g. state:4:0.9), got {text:?}");
     };
+    if !(tau.is_finite() && tau >= 0.0 && (0.0..=1.0).contains(&lambda)) {
+        bail!("--configurations {text:?}: τ must be a finite number ≥ 0 and λ lie in [0, 1]");
+    }
     Ok((
         format!("{} tau={tau} lambda={lambda}", measure.name()),
         ExitPolicy::Threshold {

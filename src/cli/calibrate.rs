@@ -182,12 +182,14 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
     let calibration_n = output.inputs.n;
     let num_layers = output.inputs.num_layers;
 
+    // The exit status answers --require-certified, so a closed stdout must not turn it into 0.
+    let mut text = String::new();
     if args.json {
-        print!("{}", output.to_json()?);
+        text = output.to_json()?;
     } else {
         let measures = records.measures.len();
-        println!(
-            "calibrated {} examples x {} candidates ({} chains, {} measure{}) from {} file{}",
+        text += &format!(
+            "calibrated {} examples x {} candidates ({} chains, {} measure{}) from {} file{}\n",
             calibration_n,
             output.summary.candidates,
             output.summary.chains,
@@ -196,8 +198,8 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
             records.sources.len().max(1),
             if records.sources.len() <= 1 { "" } else { "s" },
         );
-        println!(
-            "p-value {}, {} at level {:.3e}: {} certified",
+        text += &format!(
+            "p-value {}, {} at level {:.3e}: {} certified\n",
             options.pvalue.name(),
             options.procedure.name(),
             output.summary.level,
@@ -205,21 +207,22 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
         );
         let selected = &output.selected;
         match (&selected.measure, selected.tau, selected.lambda, selected.p_value) {
-            (Some(measure), Some(tau), Some(lambda), Some(p)) if !selected.never_exit => println!(
-                "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer; cost model x{:.2})",
+            (Some(measure), Some(tau), Some(lambda), Some(p)) if !selected.never_exit => text += &format!(
+                "selected: {measure} tau={tau} lambda={lambda}  risk {:.4} (p={p:.3e})  mean layers {:.2} of {} (x{:.2} fewer; cost model x{:.2})\n",
                 selected.risk, selected.mean_layers, num_layers, selected.layer_speedup, selected.cost_speedup
             ),
-            _ => println!("selected: never exit (full model). {}", selected.reason),
+            _ => text += &format!("selected: never exit (full model). {}\n", selected.reason),
         }
-        println!(
-            "guarantee: P(risk <= {}) >= {}",
+        text += &format!(
+            "guarantee: P(risk <= {}) >= {}\n",
             options.delta,
             1.0 - options.epsilon
         );
         for path in &written {
-            println!("wrote {}", path.display());
+            text += &format!("wrote {}\n", path.display());
         }
     }
+    super::write_stdout(&text)?;
     if args.require_certified && output.selected.never_exit {
         eprintln!("nothing certified (--require-certified)");
         return Ok(EXIT_NEGATIVE);

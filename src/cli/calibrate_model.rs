@@ -191,8 +191,10 @@ struct Prepared {
     measures: Vec<Measure>,
     /// λs per measure (aligned with `measures`).
     lambdas: Vec<Vec<f64>>,
-    /// Ids of the examples that placed an auto grid (not tested).
+    /// Ids of the examples that placed an auto grid or were held out with it (not tested).
     grid_examples: Vec<String>,
+    /// The share of examples held out for the grid.
+    grid_share: f64,
     data: PathBuf,
     /// `--bench-data` and its tokenized examples.
     bench: Option<(PathBuf, Vec<SweepExample>)>,
@@ -212,6 +214,20 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     }
     if args.taus.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--taus must be finite numbers ≥ 0");
+    }
+    // Duplicates would make duplicate records, refused only after the whole sweep.
+    let mut taus: Vec<u64> = args.taus.iter().map(|&t| (t + 0.0).to_bits()).collect();
+    taus.sort_unstable();
+    if taus.windows(2).any(|w| w[0] == w[1]) {
+        bail!("--taus lists a value twice ({:?})", args.taus);
+    }
+    if let Some(twice) = args
+        .measures
+        .iter()
+        .enumerate()
+        .find(|(i, m)| args.measures[..*i].contains(m))
+    {
+        bail!("--measures lists {} twice", twice.1.name());
     }
     if args.jobs == 0
         || args.max_new_tokens == 0
@@ -278,6 +294,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
         measures,
         lambdas,
         grid_examples,
+        grid_share,
         data: data.clone(),
         bench,
     })
@@ -438,6 +455,7 @@ pub fn calibrate_model(
         measures,
         lambdas,
         grid_examples,
+        grid_share,
         data,
         bench,
     } = prepare(model_dir, args)?;
@@ -549,7 +567,7 @@ pub fn calibrate_model(
         lambdas: lambdas.clone(),
         grid: (!grid_examples.is_empty()).then(|| GridInfo {
             auto: args.lambdas == LambdaGrid::Auto,
-            share: args.grid_share.unwrap_or(0.1),
+            share: grid_share,
             seed: args.grid_seed,
             steps: crate::record::grid::GRID_STEPS,
             examples: grid_examples.clone(),

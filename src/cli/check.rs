@@ -255,20 +255,22 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".")),
     };
-    write_file_atomically(&out_dir.join("check.json"), json.as_bytes())?;
+    // The summary first, then check.json, then the append to GitHub's summary (not atomic: it
+    // is another program's file). An error in any of them exits 2.
     let summary = markdown_summary(&report, &args.data);
     if let Some(path) = &args.summary {
         write_file_atomically(path, summary.as_bytes())?;
     }
+    write_file_atomically(&out_dir.join("check.json"), json.as_bytes())?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         append(Path::new(&path), &summary)?;
     }
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        stdout.write_all(json.as_bytes())?;
+    // A closed stdout must not turn a failed gate into exit 0.
+    super::write_stdout(&if args.json {
+        json
     } else {
-        stdout.write_all(text_report(&report).as_bytes())?;
-    }
+        text_report(&report)
+    })?;
     Ok(if passed { 0 } else { EXIT_NEGATIVE })
 }
 
@@ -291,6 +293,7 @@ fn levels(test: &GateTest) -> String {
 }
 
 fn or_more(value: Option<u64>, what: &str) -> String {
+    // None: the search went up to 10^7 examples without finding one.
     value.map_or(format!("no n up to 10^7 {what}"), |n| {
         format!("n = {n} {what}")
     })
@@ -321,7 +324,10 @@ fn verdict_sentence(test: &GateTest) -> String {
             );
             let certify = match power.n_to_certify_at_observed_risk {
                 Some(n) => format!("at the observed risk, n = {n} would certify"),
-                None => "the observed risk is not below δ, so no n certifies it".to_string(),
+                None if test.risk >= test.delta => {
+                    "the observed risk is not below δ, so no n certifies it".to_string()
+                }
+                None => "at the observed risk no n up to the search limit (10^7; 10^6 for WSR) certifies".to_string(),
             };
             format!(
                 "inconclusive: neither H: risk > {} (p = {:.3e}, level ε = {}) nor H′: risk ≤ {} (p = {:.3e}, level α = {}) is rejected ({}); {detectable}; {certify}; {}",

@@ -94,6 +94,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Write `text` to stdout. A reader that went away (closed pipe) is not an error here: commands
+/// whose exit status carries the answer (`check`, `calibrate --require-certified`) still return
+/// it.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Whether an error comes from writing to a closed pipe.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Records must cover the whole λ grid: make them with `calm calibrate --model … --procedure\n\
-bonferroni` (or holm, or --shard). A fixed-sequence sweep stops chains at their first failure on all\n\
-examples, which biases trials optimistic; such records are refused unless --allow-truncated.\n\
+    after_help = "Records must cover the whole λ grid, as `calm calibrate --model …` sweeps it by default\n\
+(or --shard). A sweep with --early-stop stops chains at their first failure on all examples, which\n\
+biases trials optimistic; such records are refused unless --allow-truncated.\n\
 Example:\n  calm trials --records runs/modernize/records.parquet --delta 0.1 --runs 50 --out runs/modernize/trials"
 )]
 pub struct TrialsArgs {

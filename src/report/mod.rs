@@ -501,7 +501,7 @@ fn frontier_table(output: &ThresholdsFile, rows: &[FrontierPoint]) -> String {
     let early_stop = output.run.as_ref().is_some_and(|r| r.sweep.early_stop);
     let mut md = format!(
         "## Quality vs speed: the frontier\n\nThe same records recalibrated at each δ (same p-value, procedure, ε = {} and cost model); \
-         `calm calibrate --records records.parquet --delta D` reproduces row D. {}Speed-ups over the full model: \
+         `calm calibrate --records records.parquet --cost-model thresholds.json --delta D` (with the same `--procedure`) reproduces row D. {}Speed-ups over the full model: \
          layers (full depth / mean layers), the cost model's estimate, and the wall clock measured at batch 1 on held-out \
          data (one decoder per job, full model and configuration side by side), where the held-out risk is measured too.\n\n\
          | δ | selected | certified | risk (calibration) | mean layers | × layers | × cost model | × wall clock (held out) | risk (held out) |\n\
@@ -750,9 +750,9 @@ fn markdown(
          ![frontier](frontier.png)\n\n![layers histogram](layers_histogram.png)\n\n\
          Each plot is also in SVG. The upper bound is the risk level at which the candidate's p-value \
          reaches the per-test level; a candidate is certified when its bound is at most δ and its chain \
-         reached it. The frontier recalibrates the same records at each δ, one measure at a time; λs \
-         a fixed-sequence sweep never decoded (its chains stop at their first failure at this δ) \
-         cannot count at a larger δ, so for the whole frontier sweep with `--procedure bonferroni`.\n",
+         reached it. The layer frontier recalibrates the same records at each δ, one measure at a time; \
+         after an `--early-stop` sweep, λs it never decoded cannot count at a larger δ, so the whole \
+         grid (the default) is needed for the whole frontier.\n",
     );
     md
 }

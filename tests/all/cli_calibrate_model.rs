@@ -166,6 +166,12 @@ fn bad_sweep_input_is_rejected() {
         expect_error(&refs, needles, &out);
     };
     run(&["--metric", "meteor"], &["unknown metric", "meteor"]);
+    // Duplicates would make duplicate records, found only after the sweep: refused at once.
+    run(&["--taus", "0,4,0"], &["--taus lists a value twice"]);
+    run(
+        &["--measures", "state,state"],
+        &["--measures lists state twice"],
+    );
     run(
         &["--task", "summarize"],
         &["no examples of task", "summarize", "copy"],

@@ -198,6 +198,27 @@ fn the_gate_gives_three_verdicts_and_flags_regressions() {
     });
     let violated = check(&aggressive, &fresh);
     assert_eq!(violated.status.code(), Some(1));
+    // A reader that went away (`calm check … | head -0`) does not turn the failure into 0.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_calm"))
+        .args([
+            "check",
+            "--thresholds",
+            aggressive.to_str().unwrap(),
+            "--data",
+            fresh.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    assert_eq!(
+        closed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
     let report: Value = serde_json::from_slice(&violated.stdout).unwrap();
     assert_eq!(report["verdict"], "violation-detected");
     assert!(report["test"]["violation_p_value"].as_f64().unwrap() <= 0.05);

@@ -133,7 +133,7 @@ fn truncated_chains_are_refused_unless_allowed() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("state tau=0"), "{stderr}");
     assert!(stderr.contains("biased optimistic"), "{stderr}");
-    assert!(stderr.contains("--procedure bonferroni"), "{stderr}");
+    assert!(stderr.contains("without --early-stop"), "{stderr}");
     assert!(stderr.contains("--allow-truncated"), "{stderr}");
     assert!(!out.exists());
     // Allowed: runs, warns, and marks trials.json.

@@ -171,10 +171,11 @@ pub fn gate_test(losses: &[f64], options: &GateOptions) -> Result<GateTest> {
         &options.calibration(options.delta, options.epsilon),
         options.epsilon,
     );
+    // The bounds invert the p-values over the bound itself, so the options' δ is not used.
     let lower = 1.0
         - upper_confidence_bound(
             &flipped,
-            &options.calibration(1.0 - options.delta, options.alpha),
+            &options.calibration(options.delta, options.alpha),
             options.alpha,
         );
     Ok(GateTest {
@@ -451,5 +452,133 @@ mod tests {
         let count = (n as f64 * 0.05).ceil() as u64;
         assert!(ln_binomial_cdf(count, n, 0.1).exp() <= 0.05);
         assert_eq!(n_to_certify(0.1, &o), None);
+    }
+
+    #[test]
+    fn options_outside_the_unit_interval_are_refused() {
+        let good = options(PValueMethod::Hb);
+        assert!(good.validate().is_ok());
+        for (delta, epsilon, alpha) in [
+            (0.0, 0.05, 0.05),
+            (1.0, 0.05, 0.05),
+            (0.1, 0.0, 0.05),
+            (0.1, 1.0, 0.05),
+            (0.1, 0.05, 0.0),
+            (0.1, 0.05, 1.0),
+            (0.1, 0.05, f64::NAN),
+        ] {
+            let bad = GateOptions {
+                delta,
+                epsilon,
+                alpha,
+                ..good
+            };
+            let error = bad.validate().unwrap_err().to_string();
+            assert!(error.contains("strictly between 0 and 1"), "{error}");
+            assert!(gate_test(&[0.0; 10], &bad).is_err());
+        }
+        // The binomial p-value needs 0/1 losses.
+        let binomial = options(PValueMethod::Binomial);
+        assert!(gate_test(&[0.5, 0.0], &binomial).is_err());
+        assert!(gate_test(&[1.0, 0.0], &binomial).is_ok());
+    }
+
+    #[test]
+    fn verdicts_describe_themselves() {
+        assert_eq!(Verdict::Certified.describe(), "certified on fresh data");
+        assert_eq!(Verdict::ViolationDetected.describe(), "violation detected");
+        assert_eq!(Verdict::Inconclusive.describe(), "inconclusive");
+    }
+
+    #[test]
+    fn ties_at_the_levels_and_both_rejections() {
+        let o = options(PValueMethod::Hb);
+        assert_eq!(
+            verdict_from_p_values(0.5, 0.05, &o),
+            Verdict::ViolationDetected
+        );
+        assert_eq!(verdict_from_p_values(0.05, 0.5, &o), Verdict::Certified);
+        assert_eq!(
+            verdict_from_p_values(0.01, 0.01, &o),
+            Verdict::ViolationDetected
+        );
+        assert_eq!(
+            verdict_from_p_values(0.0501, 0.0501, &o),
+            Verdict::Inconclusive
+        );
+    }
+
+    #[test]
+    fn detection_probability_equals_the_sum_over_counts() {
+        // By hand: P(reject) = Σ_k P(Bin(n, r) = k)·[violation p-value of k ones ≤ α].
+        for pvalue in [
+            PValueMethod::Hb,
+            PValueMethod::Binomial,
+            PValueMethod::Hoeffding,
+        ] {
+            let o = options(pvalue);
+            for (n, risk) in [(30u64, 0.2), (60, 0.15), (12, 0.5)] {
+                let mut expected = 0.0;
+                for k in 0..=n {
+                    let p = violation_p_value(&ones(n as usize, k as usize), &o);
+                    if p <= o.alpha {
+                        expected += crate::calibrate::binomial::ln_binomial_pmf(k, n, risk).exp();
+                    }
+                }
+                let got = detection_probability(n, risk, &o);
+                assert!(
+                    (got - expected).abs() < 1e-9,
+                    "{pvalue:?} n={n} r={risk}: {got} vs {expected}"
+                );
+            }
+        }
+        assert_eq!(
+            detection_probability(0, 0.5, &options(PValueMethod::Hb)),
+            0.0
+        );
+    }
+
+    #[test]
+    fn one_example_detects_nothing_and_the_searches_agree_with_brute_force() {
+        let o = options(PValueMethod::Hb);
+        // n = 1: even risk 1 gives violation p = 0.1 > α.
+        let power = power_figures(1, 1.0, &o);
+        assert_eq!(power.detectable_risk, None);
+        assert_eq!(detection_probability(1, 1.0, &o), 0.0);
+        // n to certify at 0.05 with HB, by brute force over n.
+        let brute = (1..2000u64)
+            .find(|&n| {
+                let count = (n as f64 * 0.05 - 1e-10 * n as f64).ceil() as u64;
+                pvalues::hoeffding_bentkus_p_value(n, 0.05, count, 0.1) <= 0.05
+            })
+            .unwrap();
+        let searched = n_to_certify(0.05, &o).unwrap();
+        let count = (searched as f64 * 0.05 - 1e-10 * searched as f64).ceil() as u64;
+        assert!(pvalues::hoeffding_bentkus_p_value(searched, 0.05, count, 0.1) <= 0.05);
+        assert!(
+            searched >= brute && searched < brute * 2,
+            "{searched} vs {brute}"
+        );
+        // WSR figures exist and are plausible.
+        let wsr = options(PValueMethod::Wsr);
+        assert!(n_to_certify(0.02, &wsr).is_some_and(|n| n > 10 && n < 5000));
+        assert_eq!(spread_sample(10, 3).iter().sum::<f64>(), 3.0);
+        assert_eq!(spread_sample(7, 0).iter().sum::<f64>(), 0.0);
+        assert_eq!(spread_sample(7, 7).iter().sum::<f64>(), 7.0);
+    }
+
+    #[test]
+    fn the_interval_brackets_the_observed_risk() {
+        let o = options(PValueMethod::Hb);
+        for (n, k) in [(20, 0), (100, 7), (300, 60)] {
+            let test = gate_test(&ones(n, k), &o).unwrap();
+            assert!(test.risk_lower_bound <= test.risk + 1e-12);
+            assert!(test.risk_upper_bound >= test.risk - 1e-12);
+            // Certified exactly when the upper bound at ε is below δ (HB is continuous enough).
+            assert_eq!(
+                test.verdict == Verdict::Certified,
+                test.risk_upper_bound < o.delta + 1e-9
+            );
+        }
     }
 }

@@ -42,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Certify early-exit thresholds from evaluation records (Learn then Test).
     Calibrate(calibrate::CalibrateArgs),
-    /// CI gate: re-check a certified config on fresh labelled data (exit 1 when violated).
+    /// CI gate: re-test a certified config on fresh labelled data: certified, violation detected (exit 1) or inconclusive.
     Check(check::CheckArgs),
     /// Model-card numbers: BLEU and ROUGE-L of the full model, every exit layer and the oracle.
     Evaluate(evaluate::EvaluateArgs),

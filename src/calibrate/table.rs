@@ -209,6 +209,21 @@ impl LossTable {
         Ok(self)
     }
 
+    /// The candidates of one measure, on the same examples and with the same cost model.
+    pub fn only_measure(&self, measure: &str) -> LossTable {
+        LossTable {
+            examples: self.examples.clone(),
+            num_layers: self.num_layers,
+            candidates: self
+                .candidates
+                .iter()
+                .filter(|c| c.measure == measure)
+                .cloned()
+                .collect(),
+            cost: self.cost.clone(),
+        }
+    }
+
     /// The rows of this table restricted to the examples at `keep` (in that order).
     pub fn subset(&self, keep: &[usize]) -> LossTable {
         LossTable {

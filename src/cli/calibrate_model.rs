@@ -166,17 +166,7 @@ fn grid_confidences(
             };
             let below_top = &layers[..layers.len().saturating_sub(1)];
             for (slot, measure) in measures.iter().enumerate() {
-                tokens[slot].push(
-                    below_top
-                        .iter()
-                        .map(|record| match measure {
-                            Measure::SoftmaxDiff => Some(record.softmax_diff),
-                            Measure::SoftmaxMax => Some(record.softmax_max),
-                            Measure::State => record.state,
-                            Measure::Classifier => record.classifier,
-                        })
-                        .collect(),
-                );
+                tokens[slot].push(below_top.iter().map(|r| r.confidence(*measure)).collect());
             }
         }
     }

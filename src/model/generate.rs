@@ -33,6 +33,18 @@ pub struct LayerRecord {
     pub classifier: Option<f32>,
 }
 
+impl LayerRecord {
+    /// The confidence of `measure` at this layer (None where it is undefined).
+    pub fn confidence(&self, measure: Measure) -> Option<f32> {
+        match measure {
+            Measure::SoftmaxDiff => Some(self.softmax_diff),
+            Measure::SoftmaxMax => Some(self.softmax_max),
+            Measure::State => self.state,
+            Measure::Classifier => self.classifier,
+        }
+    }
+}
+
 /// One generated token and how it was produced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenTrace {

@@ -205,17 +205,7 @@ pub fn build_report(
     let mut top_speedup: f64 = 1.0;
     let mut top_cost_speedup: f64 = 1.0;
     for (colour, measure) in measures.iter().enumerate() {
-        let sub = LossTable {
-            examples: table.examples.clone(),
-            num_layers: table.num_layers,
-            candidates: table
-                .candidates
-                .iter()
-                .filter(|c| &c.measure == measure)
-                .cloned()
-                .collect(),
-            cost: table.cost.clone(),
-        };
+        let sub = table.only_measure(measure);
         let mut points = Vec::new();
         let mut cost_points = Vec::new();
         for delta in FRONTIER_DELTAS {

@@ -254,7 +254,6 @@ impl Reference {
         max_new: usize,
     ) -> Vec<u32> {
         let embeddings = self.get("shared.weight");
-        let lm_head = self.w.get("lm_head.weight").unwrap_or(embeddings);
         // inputs[i][s]: the input state of decoder layer i at position s, [1, D].
         let mut inputs: Vec<Vec<Tensor>> = vec![Vec::new(); self.depth];
         let mut token = start;
@@ -270,39 +269,10 @@ impl Reference {
                 if layer >= exit {
                     continue; // skipped: the state passes through unchanged
                 }
-                let p = format!("decoder.block.{layer}");
                 let past = Tensor::cat(layer_inputs, 0).unwrap();
-                let h = self.rms(&x, &format!("{p}.layer.0.layer_norm.weight"));
-                let keys = self.rms(&past, &format!("{p}.layer.0.layer_norm.weight"));
-                x = (x + self.attention(
-                    &h,
-                    &keys,
-                    &format!("{p}.layer.0.SelfAttention"),
-                    Some(&self.self_bias(t)),
-                ))
-                .unwrap();
-                let h = self.rms(&x, &format!("{p}.layer.1.layer_norm.weight"));
-                x = (&x
-                    + self.attention(
-                        &h,
-                        encoder_output,
-                        &format!("{p}.layer.1.EncDecAttention"),
-                        None,
-                    ))
-                .unwrap();
-                let h = self.rms(&x, &format!("{p}.layer.2.layer_norm.weight"));
-                x = (&x + self.feed_forward(&h, &format!("{p}.layer.2.DenseReluDense"))).unwrap();
+                x = self.layer_step(layer, &x, &past, encoder_output, t);
             }
-            let mut normed = self.rms(&x, "decoder.final_layer_norm.weight");
-            if let Some(scale) = self.head_scale {
-                normed = (normed * scale).unwrap();
-            }
-            let logits = normed
-                .matmul(&lm_head.t().unwrap())
-                .unwrap()
-                .squeeze(0)
-                .unwrap();
-            token = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+            token = self.head_argmax(&x);
             out.push(token);
             if token == eos {
                 break;

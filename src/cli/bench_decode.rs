@@ -135,7 +135,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
     let (model, model_name) = match &args.model {
         Some(dir) => (Checkpoint::load(dir)?.model, dir.display().to_string()),
         None => (
-            random_model(&args)?,
+            crate::model::Model::T5(random_model(&args)?),
             format!(
                 "random T5 d_model {} encoder {} decoder {} vocab {}",
                 args.d_model, args.encoder_layers, args.decoder_layers, args.vocab
@@ -144,13 +144,14 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
     };
     let depth = model.num_decoder_layers();
     let mut rng = Rng::new(11);
-    let vocab = model.config.vocab_size as u64;
+    let vocab = model.vocab_size() as u64;
+    let eos = model.as_t5().map(|m| m.config.eos());
     let inputs: Vec<Vec<u32>> = (0..args.examples)
         .map(|_| {
             let mut ids: Vec<u32> = (0..args.input_tokens.max(1) - 1)
                 .map(|_| 3 + rng.below(vocab.saturating_sub(3).max(1)) as u32)
                 .collect();
-            ids.push(model.config.eos());
+            ids.extend(eos);
             ids
         })
         .collect();
@@ -202,7 +203,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         for _ in 0..args.repeat {
             let start = Instant::now();
             for chunk in &chunks {
-                model.encode(chunk)?;
+                model.start_batch(chunk)?;
             }
             encoder_seconds = encoder_seconds.min(start.elapsed().as_secs_f64());
         }
@@ -222,8 +223,10 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
                 exit_layers.clear();
                 for chunk in &chunks {
                     for generation in generate(&model, chunk, &options)? {
-                        tokens += generation.tokens.len();
-                        exit_layers.extend(generation.exit_layers());
+                        // Decoder-only: the first token is the prefill's (full model).
+                        let skip = usize::from(model.prefills_prompt());
+                        tokens += generation.tokens.len().saturating_sub(skip);
+                        exit_layers.extend(generation.exit_layers().into_iter().skip(skip));
                     }
                 }
                 seconds = seconds.min(start.elapsed().as_secs_f64());
@@ -253,8 +256,8 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         benchmark: "decode",
         model: model_name,
         num_layers: depth,
-        d_model: model.config.d_model,
-        vocab: model.config.vocab_size,
+        d_model: model.hidden_size(),
+        vocab: model.vocab_size(),
         threads: args.threads,
         examples: args.examples,
         input_tokens: args.input_tokens,

@@ -514,11 +514,8 @@ pub fn calibrate_model(
         .sum::<f64>()
         / sweep_examples.len().max(1) as f64;
     let mean_output_tokens = result.full_tokens as f64 / sweep_examples.len().max(1) as f64;
-    let cost = crate::model::cost::t5_cost_model(
-        &checkpoint.model.config,
-        mean_input_tokens,
-        mean_output_tokens,
-    );
+    let cost =
+        crate::model::cost::cost_model(&checkpoint.model, mean_input_tokens, mean_output_tokens);
     let table = LossTable::from_records(&records)?.with_cost(cost)?;
     let calibration = calibrate(&table, options)?;
     let mut output = ThresholdsFile::new(&calibration, &records.sources);

@@ -1,4 +1,4 @@
-//! The cost model of a T5 checkpoint (see [`crate::record::cost`]): FLOPs and tensor operations
+//! The cost models of T5 and Llama-family checkpoints (see [`crate::record::cost`]): FLOPs and tensor operations
 //! of each part of a decoding step, counted from this crate's implementation (`decoder.rs`,
 //! `layers.rs`, `generate.rs`) at batch 1.
 
@@ -88,6 +88,80 @@ pub fn t5_cost_model(
         checks,
         token: TOKEN_KERNELS * MICROSECONDS_PER_KERNEL,
         example,
+    }
+}
+
+/// Tensor operations of one Llama block step: two norms, seven projections, two rotations,
+/// the attention (product, scale, five-op softmax, product, reshapes), SwiGLU, two residual
+/// adds and the two cache appends.
+const LLAMA_LAYER_KERNELS: f64 = 30.0;
+/// A skipped Llama block: its norm, K and V projections, the key's rotation, two appends.
+const LLAMA_PROPAGATE_KERNELS: f64 = 6.0;
+
+/// The cost model of decoding a Llama-family model: prompts of `mean_input_tokens` tokens,
+/// prefilled by the full model (the per-example cost), and outputs of `mean_output_tokens`.
+pub fn llama_cost_model(
+    config: &crate::model::llama::LlamaConfig,
+    mean_input_tokens: f64,
+    mean_output_tokens: f64,
+) -> CostModel {
+    let d = config.hidden_size as f64;
+    let q_dim = (config.num_attention_heads * config.head_dim()) as f64;
+    let kv_dim = (config.kv_heads() * config.head_dim()) as f64;
+    let vocab = config.vocab_size as f64;
+    let prompt = mean_input_tokens.max(1.0);
+    let span = prompt + mean_output_tokens / 2.0;
+    let projections = 2.0 * d * (2.0 * q_dim + 2.0 * kv_dim);
+    let mlp = 2.0 * 3.0 * d * config.intermediate_size as f64;
+    let attention = 4.0 * span * q_dim;
+    let layer = decode_cost(projections + attention + mlp, LLAMA_LAYER_KERNELS);
+    let propagate = decode_cost(2.0 * 2.0 * d * kv_dim, LLAMA_PROPAGATE_KERNELS);
+    let host_scan = vocab * MICROSECONDS_PER_VOCABULARY_ENTRY;
+    let head_flops = 2.0 * d * vocab;
+    let head = decode_cost(head_flops, HEAD_KERNELS) + host_scan;
+    let softmax_check = decode_cost(head_flops + 5.0 * vocab, SOFTMAX_CHECK_KERNELS) + host_scan;
+    let mut checks = BTreeMap::new();
+    checks.insert("softmax-diff".to_string(), softmax_check);
+    checks.insert("softmax-max".to_string(), softmax_check);
+    checks.insert(
+        "state".to_string(),
+        decode_cost(6.0 * d, STATE_CHECK_KERNELS),
+    );
+    checks.insert(
+        "classifier".to_string(),
+        decode_cost(2.0 * d, CLASSIFIER_CHECK_KERNELS),
+    );
+    // The prefill: every layer over the whole prompt (causal attention: half the square).
+    let prefill_layer_flops = prompt * (projections + mlp) + 2.0 * prompt * prompt * q_dim;
+    let example = config.num_hidden_layers as f64
+        * (prefill_layer_flops / PREFILL_FLOPS_PER_MICROSECOND
+            + LLAMA_LAYER_KERNELS * MICROSECONDS_PER_KERNEL)
+        + head;
+    CostModel {
+        num_layers: config.num_hidden_layers as u32,
+        unit: "estimated microseconds per token at batch 1 on one core (model::cost)".to_string(),
+        layer,
+        propagate,
+        head,
+        checks,
+        token: TOKEN_KERNELS * MICROSECONDS_PER_KERNEL,
+        example,
+    }
+}
+
+/// The cost model of any loaded model.
+pub fn cost_model(
+    model: &crate::model::Model,
+    mean_input_tokens: f64,
+    mean_output_tokens: f64,
+) -> CostModel {
+    match model {
+        crate::model::Model::T5(m) => {
+            t5_cost_model(&m.config, mean_input_tokens, mean_output_tokens)
+        }
+        crate::model::Model::Llama(m) => {
+            llama_cost_model(&m.config, mean_input_tokens, mean_output_tokens)
+        }
     }
 }
 

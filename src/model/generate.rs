@@ -5,8 +5,10 @@
 //! to the exit layer's state (CALM §3.2), so later tokens attend to a complete cache.
 
 use super::exit::{decayed_threshold, top_two, ExitPolicy, Measure};
+use super::family::{select_rows, ExitFamily, LayerCache};
 use super::layers::row_cosine;
-use super::t5::{EncodedBatch, T5Model};
+use super::loaded::Model;
+use super::t5::T5Model;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, D};
 use serde::Serialize;
@@ -81,13 +83,6 @@ impl Generation {
     }
 }
 
-/// Self-attention caches of one decoder layer: [B, H, t, d].
-#[derive(Debug, Clone, Default)]
-struct LayerCache {
-    keys: Option<Tensor>,
-    values: Option<Tensor>,
-}
-
 /// Append one position [B, H, 1, d] to a cache [B, H, t, d].
 fn append_position(cache: &mut Option<Tensor>, new: Tensor) -> Result<()> {
     *cache = Some(match cache.take() {
@@ -102,12 +97,8 @@ fn index_tensor(rows: &[usize], device: &candle_core::Device) -> Result<Tensor> 
     Ok(Tensor::from_vec(rows.clone(), rows.len(), device)?)
 }
 
-/// Rows of `t` (dim 0), skipping the copy when `rows` is every row in order.
 fn select(t: &Tensor, rows: &[usize], batch: usize) -> Result<Tensor> {
-    if rows.len() == batch {
-        return Ok(t.clone());
-    }
-    Ok(t.index_select(&index_tensor(rows, t.device())?, 0)?)
+    Ok(select_rows(t, rows, batch)?)
 }
 
 /// Reassemble a [B, …] tensor from the rows of `first` (for `first_rows`) and `second`.
@@ -139,8 +130,8 @@ type LayerConfidences = (Vec<Option<f32>>, Option<Vec<u32>>);
 
 /// Per-layer confidences of `measure` for rows with new states `h` and previous states `prev`.
 /// Returns the confidences and, for softmax measures, each row's argmax.
-fn confidences(
-    model: &T5Model,
+fn confidences<F: ExitFamily>(
+    model: &F,
     measure: Measure,
     layer: usize,
     h: &Tensor,
@@ -179,13 +170,28 @@ fn confidences(
 }
 
 /// Argmax of the exit head for states `h` [A, 1, D].
-fn exit_argmax(model: &T5Model, h: &Tensor) -> Result<Vec<u32>> {
+fn exit_argmax<F: ExitFamily>(model: &F, h: &Tensor) -> Result<Vec<u32>> {
     Ok(model.exit_logits(h)?.argmax(D::Minus1)?.to_vec1::<u32>()?)
 }
 
-/// Greedy decoding of a batch of tokenized inputs with the given exit policy.
+/// Greedy decoding of a batch of tokenized inputs with the given exit policy, on any loaded
+/// model family.
 pub fn generate(
-    model: &T5Model,
+    model: &Model,
+    inputs: &[Vec<u32>],
+    options: &GenerationOptions,
+) -> Result<Vec<Generation>> {
+    match model {
+        Model::T5(t5) => generate_with(t5, inputs, options),
+        Model::Llama(llama) => generate_with(llama, inputs, options),
+    }
+}
+
+/// The early-exit engine: greedy decoding of `inputs` with exits decided per row.
+/// Families whose rows must share positions (decoder-only) are decoded in groups of equal input
+/// length; the results come back in input order.
+pub fn generate_with<F: ExitFamily>(
+    model: &F,
     inputs: &[Vec<u32>],
     options: &GenerationOptions,
 ) -> Result<Vec<Generation>> {
@@ -198,20 +204,47 @@ pub fn generate(
     } = options.policy
     {
         if !model.has_exit_classifier() {
-            bail!("--measure classifier needs a checkpoint with an early-exit classifier (train one with `calm train-classifier`)");
+            bail!("the classifier measure needs a checkpoint with an early-exit classifier (calm.exit_classifier.*; train one with `calm train-classifier`)");
         }
     }
     if let ExitPolicy::Fixed(layer) = options.policy {
-        if layer == 0 || layer > model.num_decoder_layers() {
-            bail!(
-                "exit layer {layer} is outside 1..={}",
-                model.num_decoder_layers()
-            );
+        if layer == 0 || layer > model.num_layers() {
+            bail!("exit layer {layer} is outside 1..={}", model.num_layers());
         }
     }
-    let encoded = model.encode(inputs)?;
+    if !model.needs_equal_lengths() || inputs.iter().all(|i| i.len() == inputs[0].len()) {
+        return generate_group(model, inputs, options);
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (row, input) in inputs.iter().enumerate() {
+        groups.entry(input.len()).or_default().push(row);
+    }
+    let mut results: Vec<Option<Generation>> = vec![None; inputs.len()];
+    for rows in groups.values() {
+        let group: Vec<Vec<u32>> = rows.iter().map(|&r| inputs[r].clone()).collect();
+        for (&row, generation) in rows.iter().zip(generate_group(model, &group, options)?) {
+            results[row] = Some(generation);
+        }
+    }
+    results
+        .into_iter()
+        .map(|g| g.ok_or_else(|| anyhow::anyhow!("internal error: a row was not decoded")))
+        .collect()
+}
+
+fn generate_group<F: ExitFamily>(
+    model: &F,
+    inputs: &[Vec<u32>],
+    options: &GenerationOptions,
+) -> Result<Vec<Generation>> {
+    let start = model.start(inputs)?;
     let batch = inputs.len();
-    let mut decoder = DecoderRun::new(model, &encoded, batch);
+    let mut decoder = DecoderRun {
+        model,
+        batch_state: &start.batch,
+        caches: start.caches,
+        batch,
+    };
     let mut results: Vec<Generation> = (0..batch)
         .map(|_| Generation {
             tokens: Vec::new(),
@@ -219,9 +252,36 @@ pub fn generate(
         })
         .collect();
     let mut finished = vec![false; batch];
-    let mut last = vec![model.config.decoder_start(); batch];
-    let eos = model.config.eos();
-    for t in 0..options.max_new_tokens {
+    let mut last = start.first_input;
+    let mut first_step = 0;
+    if let Some(states) = &start.prompt_states {
+        // Decoder-only: the prefill ran the full model at the prompt's last position, so the
+        // first output token is the top layer's (no exit, nothing to propagate).
+        if options.max_new_tokens > 0 {
+            let depth = model.num_layers();
+            let tokens = exit_argmax(model, &states[depth - 1])?;
+            let mut records = if options.record_all_layers {
+                let mut all = vec![decoder.embed_placeholder()?];
+                all.extend(states.iter().cloned());
+                Some(decoder.layer_records(&all)?)
+            } else {
+                None
+            };
+            for (row, &token) in tokens.iter().enumerate() {
+                results[row].tokens.push(token);
+                results[row].traces.push(TokenTrace {
+                    token,
+                    exit_layer: depth,
+                    confidences: Vec::new(),
+                    layers: records.as_mut().map(|r| std::mem::take(&mut r[row])),
+                });
+                last[row] = token;
+                finished[row] = model.is_eos(token);
+            }
+        }
+        first_step = 1;
+    }
+    for t in first_step..options.max_new_tokens {
         if finished.iter().all(|&f| f) {
             break;
         }
@@ -230,7 +290,7 @@ pub fn generate(
             if let Some(trace) = trace {
                 last[row] = trace.token;
                 results[row].tokens.push(trace.token);
-                finished[row] = trace.token == eos;
+                finished[row] = model.is_eos(trace.token);
                 results[row].traces.push(trace);
             }
         }
@@ -239,31 +299,38 @@ pub fn generate(
 }
 
 /// Decoder state of one batch across output positions.
-struct DecoderRun<'a> {
-    model: &'a T5Model,
-    encoded: &'a EncodedBatch,
+struct DecoderRun<'a, F: ExitFamily> {
+    model: &'a F,
+    batch_state: &'a F::Batch,
     caches: Vec<LayerCache>,
     batch: usize,
 }
 
-impl<'a> DecoderRun<'a> {
-    fn new(model: &'a T5Model, encoded: &'a EncodedBatch, batch: usize) -> Self {
-        DecoderRun {
-            model,
-            encoded,
-            caches: vec![LayerCache::default(); model.num_decoder_layers()],
-            batch,
-        }
+impl<F: ExitFamily> DecoderRun<'_, F> {
+    /// A stand-in for the embedding in `layer_records`' state list (only layers ≥ 1 are read).
+    fn embed_placeholder(&self) -> Result<Tensor> {
+        Ok(Tensor::zeros(
+            1,
+            candle_core::DType::F32,
+            self.model.device(),
+        )?)
     }
 
     /// States h_0..h_L [B, 1, D] of a full pass that reads but never writes the caches.
-    fn probe(&self, x: &Tensor, bias: &Tensor) -> Result<Vec<Tensor>> {
+    fn probe(&self, x: &Tensor, position: &F::Position) -> Result<Vec<Tensor>> {
+        let rows: Vec<usize> = (0..self.batch).collect();
         let mut states = vec![x.clone()];
-        for (i, block) in self.model.decoder.blocks.iter().enumerate() {
-            let cache = &self.caches[i];
+        for (i, cache) in self.caches.iter().enumerate() {
             let past = cache.keys.as_ref().zip(cache.values.as_ref());
-            let (k, v) = &self.encoded.cross[i];
-            let (h, _, _) = block.step(&states[i], past, bias, (k, v), &self.encoded.mask)?;
+            let (h, _, _) = self.model.layer_step(
+                i,
+                &states[i],
+                past,
+                position,
+                self.batch_state,
+                &rows,
+                self.batch,
+            )?;
             states.push(h);
         }
         Ok(states)
@@ -309,15 +376,15 @@ impl<'a> DecoderRun<'a> {
         options: &GenerationOptions,
     ) -> Result<Vec<Option<TokenTrace>>> {
         let model = self.model;
-        let device = &model.device;
-        let depth = model.num_decoder_layers();
+        let device = model.device();
+        let depth = model.num_layers();
         let ids = Tensor::from_vec(last.to_vec(), (self.batch, 1), device)?;
-        let x = candle_core::Module::forward(&model.embedding, &ids)?;
-        let bias = model.decoder.self_bias(t, device)?;
+        let x = model.embed(&ids)?;
+        let position = model.position(self.batch_state, t)?;
 
         // Record mode and the oracle need every layer's state before deciding.
         let probe_records = if options.record_all_layers || options.policy == ExitPolicy::Oracle {
-            let states = self.probe(&x, &bias)?;
+            let states = self.probe(&x, &position)?;
             Some(self.layer_records(&states)?)
         } else {
             None
@@ -345,7 +412,6 @@ impl<'a> DecoderRun<'a> {
         let mut confidence_log: Vec<Vec<Option<f32>>> = vec![Vec::new(); self.batch];
         let mut state = x;
         for layer in 1..=depth {
-            let block = &model.decoder.blocks[layer - 1];
             let inactive: Vec<usize> = (0..self.batch).filter(|r| !active.contains(r)).collect();
             let cache = &self.caches[layer - 1];
 
@@ -362,18 +428,14 @@ impl<'a> DecoderRun<'a> {
                     )),
                     _ => None,
                 };
-                let (cross_k, cross_v) = &self.encoded.cross[layer - 1];
-                let cross = (
-                    select(cross_k, &active, self.batch)?,
-                    select(cross_v, &active, self.batch)?,
-                );
-                let mask = select(&self.encoded.mask, &active, self.batch)?;
-                let (out, k, v) = block.step(
+                let (out, k, v) = model.layer_step(
+                    layer - 1,
                     &h,
                     past.as_ref().map(|(k, v)| (k, v)),
-                    &bias,
-                    (&cross.0, &cross.1),
-                    &mask,
+                    &position,
+                    self.batch_state,
+                    &active,
+                    self.batch,
                 )?;
                 active_out = Some(out);
                 active_kv = Some((k, v));
@@ -384,7 +446,7 @@ impl<'a> DecoderRun<'a> {
             let mut inactive_state = None;
             if !inactive.is_empty() {
                 let h = select(&state, &inactive, self.batch)?;
-                inactive_kv = Some(block.propagate(&h)?);
+                inactive_kv = Some(model.propagate(layer - 1, &h, &position)?);
                 inactive_state = Some(h);
             }
             let new_k = merge(
@@ -482,8 +544,13 @@ pub fn teacher_forced_logits(
     input_ids: &[u32],
     decoder_input_ids: &[u32],
 ) -> Result<Vec<Vec<Vec<f32>>>> {
-    let encoded = model.encode(&[input_ids.to_vec()])?;
-    let mut run = DecoderRun::new(model, &encoded, 1);
+    let start = model.start(&[input_ids.to_vec()])?;
+    let mut run = DecoderRun {
+        model,
+        batch_state: &start.batch,
+        caches: start.caches,
+        batch: 1,
+    };
     let options = GenerationOptions {
         max_new_tokens: decoder_input_ids.len(),
         policy: ExitPolicy::Never,
@@ -492,9 +559,9 @@ pub fn teacher_forced_logits(
     let mut out = Vec::with_capacity(decoder_input_ids.len());
     for (t, &token) in decoder_input_ids.iter().enumerate() {
         let ids = Tensor::from_vec(vec![token], (1, 1), &model.device)?;
-        let x = candle_core::Module::forward(&model.embedding, &ids)?;
-        let bias = model.decoder.self_bias(t, &model.device)?;
-        let states = run.probe(&x, &bias)?;
+        let x = ExitFamily::embed(model, &ids)?;
+        let position = model.position(&start.batch, t)?;
+        let states = run.probe(&x, &position)?;
         let mut layers = Vec::with_capacity(states.len() - 1);
         for h in &states[1..] {
             layers.push(model.exit_logits(h)?.squeeze(0)?.to_vec1::<f32>()?);

@@ -13,6 +13,14 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// From a weight [D] and ε.
+    pub fn new(weight: Tensor, eps: f64) -> Self {
+        RmsNorm {
+            weight,
+            eps: eps as f32,
+        }
+    }
+
     pub fn load(d_model: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(RmsNorm {
             weight: vb.get(d_model, "weight")?,

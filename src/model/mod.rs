@@ -1,5 +1,7 @@
-//! The CALM model runtime on candle: a T5 encoder-decoder (Hugging Face layout) whose decoder
-//! can exit early at any layer, with KV-cache state propagation for skipped layers.
+//! The CALM model runtime on candle: model families (a T5 encoder-decoder; decoder-only
+//! Llama, Qwen2 and Mistral in Hugging Face layout or GGUF) behind one early-exit engine
+//! (`generate`), whose decoder can exit at any layer with KV-cache state propagation for
+//! skipped layers.
 
 pub mod checkpoint;
 pub mod config;
@@ -7,15 +9,22 @@ pub mod cost;
 pub mod decoder;
 pub mod encoder;
 pub mod exit;
+pub mod family;
 pub mod generate;
 pub mod init;
 pub mod layers;
+pub mod llama;
+pub mod loaded;
+pub mod prompt;
 pub mod t5;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, LoadOptions, PromptFormat};
 pub use config::T5Config;
 pub use exit::{decayed_threshold, ExitPolicy, Measure};
 pub use generate::{
-    generate, teacher_forced_logits, Generation, GenerationOptions, LayerRecord, TokenTrace,
+    generate, generate_with, teacher_forced_logits, Generation, GenerationOptions, LayerRecord,
+    TokenTrace,
 };
+pub use llama::LlamaModel;
+pub use loaded::Model;
 pub use t5::T5Model;

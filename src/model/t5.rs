@@ -188,3 +188,76 @@ impl T5Model {
         }
     }
 }
+
+impl super::family::ExitFamily for T5Model {
+    type Batch = EncodedBatch;
+    type Position = Tensor;
+
+    fn num_layers(&self) -> usize {
+        self.decoder.blocks.len()
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn has_exit_classifier(&self) -> bool {
+        self.exit_classifier.is_some()
+    }
+
+    fn is_eos(&self, token: u32) -> bool {
+        token == self.config.eos()
+    }
+
+    fn needs_equal_lengths(&self) -> bool {
+        false
+    }
+
+    fn start(&self, inputs: &[Vec<u32>]) -> Result<super::family::BatchStart<EncodedBatch>> {
+        Ok(super::family::BatchStart {
+            batch: self.encode(inputs)?,
+            caches: vec![Default::default(); self.decoder.blocks.len()],
+            prompt_states: None,
+            first_input: vec![self.config.decoder_start(); inputs.len()],
+        })
+    }
+
+    /// The causal relative position bias of the query at position t.
+    fn position(&self, _batch: &EncodedBatch, t: usize) -> Result<Tensor> {
+        self.decoder.self_bias(t, &self.device)
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        candle_core::Module::forward(&self.embedding, ids)
+    }
+
+    fn layer_step(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        past: Option<(&Tensor, &Tensor)>,
+        bias: &Tensor,
+        batch: &EncodedBatch,
+        rows: &[usize],
+        batch_rows: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        use super::family::select_rows;
+        let (cross_k, cross_v) = &batch.cross[layer];
+        let cross_k = select_rows(cross_k, rows, batch_rows)?;
+        let cross_v = select_rows(cross_v, rows, batch_rows)?;
+        let mask = select_rows(&batch.mask, rows, batch_rows)?;
+        self.decoder.blocks[layer].step(x, past, bias, (&cross_k, &cross_v), &mask)
+    }
+
+    fn propagate(&self, layer: usize, x: &Tensor, _bias: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.decoder.blocks[layer].propagate(x)
+    }
+
+    fn exit_logits(&self, h: &Tensor) -> Result<Tensor> {
+        T5Model::exit_logits(self, h)
+    }
+
+    fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>> {
+        T5Model::classifier_confidence(self, h)
+    }
+}

@@ -81,7 +81,12 @@ fn balanced_bce(z: &Tensor, labels: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// Train the classifier on a frozen checkpoint and write it into the checkpoint's safetensors.
 pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<LayerF1>> {
     let checkpoint = Checkpoint::load(dir)?;
-    let model = &checkpoint.model;
+    let Some(model) = checkpoint.model.as_t5() else {
+        bail!(
+            "{}: the exit classifier is trained on T5 checkpoints only so far",
+            dir.display()
+        );
+    };
     let device = model.device.clone();
     let depth = model.num_decoder_layers();
     if depth < 2 {

@@ -10,15 +10,22 @@ use std::path::Path;
 
 /// Hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    sha256_files(&[path])
+}
+
+/// SHA-256 of the concatenated bytes of `paths` (a sharded checkpoint, in shard order).
+pub fn sha256_files<P: AsRef<Path>>(paths: &[P]) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
+    for path in paths {
+        let mut file = std::fs::File::open(path)?;
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
         }
-        hasher.update(&buffer[..read]);
     }
     Ok(hasher
         .finalize()

@@ -219,7 +219,7 @@ fn bad_checkpoints_and_inputs_give_clear_errors() {
             "--input",
             "x",
         ],
-        &["config.json", "not a valid T5 config"],
+        &["config.json", "not valid JSON"],
     );
     let truncated = broken_checkpoint("truncated", |_| {});
     std::fs::write(truncated.join("model.safetensors"), b"\x10\x00\x00\x00").unwrap();

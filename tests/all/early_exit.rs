@@ -28,7 +28,7 @@ struct Reference {
 
 impl Reference {
     fn load(checkpoint: &Checkpoint, dir: &Path) -> Self {
-        let config = &checkpoint.model.config;
+        let config = &checkpoint.model.as_t5().unwrap().config;
         Reference {
             w: candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap(),
             heads: config.num_heads,
@@ -297,6 +297,8 @@ fn check_forced_exits(name: &str) {
     for input in INPUTS {
         let ids = checkpoint.encode(input).unwrap();
         let encoder_output = model
+            .as_t5()
+            .unwrap()
             .encode(std::slice::from_ref(&ids))
             .unwrap()
             .hidden
@@ -305,8 +307,8 @@ fn check_forced_exits(name: &str) {
         for exit in 1..=depth {
             let want = reference.decode(
                 &encoder_output,
-                model.config.decoder_start(),
-                model.config.eos(),
+                model.as_t5().unwrap().config.decoder_start(),
+                model.as_t5().unwrap().config.eos(),
                 exit,
                 10,
             );
@@ -451,6 +453,8 @@ fn oracle_exits_where_the_layer_agrees_with_the_top() {
         for input in INPUTS {
             let ids = checkpoint.encode(input).unwrap();
             let encoder_output = model
+                .as_t5()
+                .unwrap()
                 .encode(std::slice::from_ref(&ids))
                 .unwrap()
                 .hidden
@@ -458,8 +462,8 @@ fn oracle_exits_where_the_layer_agrees_with_the_top() {
                 .unwrap();
             let (tokens, exits) = reference.decode_oracle(
                 &encoder_output,
-                model.config.decoder_start(),
-                model.config.eos(),
+                model.as_t5().unwrap().config.decoder_start(),
+                model.as_t5().unwrap().config.eos(),
                 12,
             );
             let out = &generate(model, &[ids], &options).unwrap()[0];

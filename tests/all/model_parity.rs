@@ -75,7 +75,11 @@ fn check_model(name: &str) {
         );
 
         // Encoder output.
-        let encoded = model.encode(std::slice::from_ref(&input_ids)).unwrap();
+        let encoded = model
+            .as_t5()
+            .unwrap()
+            .encode(std::slice::from_ref(&input_ids))
+            .unwrap();
         let hidden = encoded
             .hidden
             .flatten_all()
@@ -111,7 +115,8 @@ fn check_model(name: &str) {
 
         // Teacher-forced logits of every exit head.
         let decoder_ids = ids(&case["decoder_input_ids"]);
-        let logits = teacher_forced_logits(model, &input_ids, &decoder_ids).unwrap();
+        let logits =
+            teacher_forced_logits(model.as_t5().unwrap(), &input_ids, &decoder_ids).unwrap();
         for t in 0..decoder_ids.len() {
             let top = &logits[t][depth - 1];
             for (k, want) in floats(&case["logits_first8"][t]).iter().enumerate() {

@@ -168,8 +168,12 @@ fn a_saved_checkpoint_reloads_to_the_same_outputs_through_the_inference_path() {
         .unwrap();
     let source_ids: Vec<u32> = source.get(0).unwrap().to_vec1().unwrap();
     let decoder_ids: Vec<u32> = decoder_in.get(0).unwrap().to_vec1().unwrap();
-    let inference =
-        calm::model::teacher_forced_logits(&reloaded.model, &source_ids, &decoder_ids).unwrap();
+    let inference = calm::model::teacher_forced_logits(
+        reloaded.model.as_t5().unwrap(),
+        &source_ids,
+        &decoder_ids,
+    )
+    .unwrap();
     for (layer, layer_logits) in train_logits.iter().enumerate() {
         let rows: Vec<Vec<f32>> = layer_logits.get(0).unwrap().to_vec2().unwrap();
         for (t, row) in rows.iter().enumerate() {

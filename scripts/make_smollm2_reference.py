@@ -43,6 +43,8 @@ VERSES = [
     "The LORD is my shepherd; I shall not want.",
     "Blessed are the meek: for they shall inherit the earth.",
     "Thy word is a lamp unto my feet, and a light unto my path.",
+    "For God so loved the world, that he gave his only begotten Son.",
+    "Honour thy father and thy mother: that thy days may be long upon the land.",
 ]
 
 TEST_STRINGS = [

@@ -17,6 +17,8 @@ mod dataset;
 mod early_exit;
 mod gate_validity;
 mod grid_validity;
+mod llama_early_exit;
+mod llama_parity;
 mod metrics_golden;
 mod model_parity;
 mod pvalue_golden;

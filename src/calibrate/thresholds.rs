@@ -57,6 +57,13 @@ pub struct RunInfo {
     /// N, the maximum output length and the horizon of the decaying threshold λ_t: the
     /// certificate holds for decoding with this N.
     pub max_new_tokens: usize,
+    /// Decoder-only models: the prompt template the inputs were wrapped in (`{input}`), when
+    /// not given as they are; `check` and `generate` use the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
+    /// GGUF models: the weights the sweep ran ("quantized" or "f32").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf_weights: Option<String>,
     pub sweep: SweepInfo,
     /// The selected configuration against the full model on held-out data (`--bench-data`).
     pub benchmark: Option<Benchmark>,

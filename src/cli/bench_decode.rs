@@ -5,9 +5,7 @@ use super::generate::set_threads;
 use crate::model::config::T5Shape;
 use crate::model::init::random_weights;
 use crate::model::t5::{EXIT_CLASSIFIER_BIAS, EXIT_CLASSIFIER_WEIGHT};
-use crate::model::{
-    generate, Checkpoint, ExitPolicy, GenerationOptions, Measure, T5Config, T5Model,
-};
+use crate::model::{generate, ExitPolicy, GenerationOptions, Measure, T5Config, T5Model};
 use crate::util::atomic::write_file_atomically;
 use crate::util::rng::Rng;
 use anyhow::{bail, Result};
@@ -21,7 +19,9 @@ use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct BenchDecodeArgs {
-    /// Checkpoint directory; without it a seeded random model of the size below is used.
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
+    /// Checkpoint directory or .gguf file (see `calm generate --help`); without it a seeded random T5 of the size below is used.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Width of the random model (without --model).
@@ -133,7 +133,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         bail!("--examples, --batch, --max-new-tokens and --repeat must be at least 1");
     }
     let (model, model_name) = match &args.model {
-        Some(dir) => (Checkpoint::load(dir)?.model, dir.display().to_string()),
+        Some(dir) => (args.model_args.load(dir)?.model, dir.display().to_string()),
         None => (
             crate::model::Model::T5(random_model(&args)?),
             format!(
@@ -167,7 +167,9 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
             ExitPolicy::Threshold {
                 measure: Measure::State,
                 lambda: 0.0,
-                tau: 0.0,
+                // λ_t = 0.1·exp(−τt/N) is 0 after the first token: the exit is at layer j
+                // whatever the cosine.
+                tau: 1e9,
                 min_exit: j,
             },
         ));

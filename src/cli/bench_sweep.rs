@@ -4,7 +4,7 @@
 
 use super::generate::set_threads;
 use crate::data::read_task_examples;
-use crate::model::{Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
+use crate::model::{ExitPolicy, Generation, GenerationOptions, Measure};
 use crate::record::replay::encode_examples;
 use crate::record::sweep::decode_all;
 use crate::util::atomic::write_file_atomically;
@@ -16,8 +16,10 @@ use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct BenchSweepArgs {
-    /// Checkpoint directory.
-    #[arg(long, value_name = "DIR", default_value = "datasets/bible/model")]
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
+    /// Checkpoint: a directory in Hugging Face layout (config.json, model.safetensors or shards, tokenizer.json) of a T5, Llama, Qwen2 or Mistral model, or a llama-architecture .gguf file.
+    #[arg(long, value_name = "PATH", default_value = "datasets/bible/model")]
     pub model: PathBuf,
     /// Labelled examples (JSONL or JSONL.gz).
     #[arg(
@@ -111,7 +113,7 @@ pub fn run(args: BenchSweepArgs) -> Result<u8> {
     if args.jobs == 0 || args.batch.contains(&0) {
         bail!("--jobs and --batch must not be zero");
     }
-    let checkpoint = Checkpoint::load(&args.model)?;
+    let checkpoint = args.model_args.load(&args.model)?;
     let examples = read_task_examples(&args.data, Some(&args.task), Some(args.examples))?;
     let examples = encode_examples(&checkpoint, &examples, &args.data)?;
     let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();

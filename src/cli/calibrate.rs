@@ -20,10 +20,11 @@ pub struct CalibrateArgs {
     /// Records files (CSV or Parquet; shards are combined). See docs/records.md.
     #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["model", "data"])]
     pub records: Vec<PathBuf>,
-    /// Run this checkpoint over --data to make the records (instead of --records)
+    /// Run this checkpoint (a directory or a .gguf file, as for `calm generate`) over --data
+    /// to make the records (instead of --records)
     /// [default without --records: the embedded model, datasets/bible/model, with its
     /// calibration split's first 1,000 modernize examples and its test split for the benchmark].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub sweep: super::calibrate_model::SweepArgs,

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 /// Options of the model sweep (used with --model).
 #[derive(Debug, Args)]
 pub struct SweepArgs {
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
     /// Labelled examples (JSONL or JSONL.gz with input, reference, id, task).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
@@ -226,7 +228,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     {
         bail!("--jobs, --batch-size, --max-new-tokens and --bench-examples must not be zero");
     }
-    let checkpoint = Checkpoint::load(model_dir)?;
+    let checkpoint = args.model_args.load(model_dir)?;
     if args.measures.contains(&Measure::Classifier) && !checkpoint.model.has_exit_classifier() {
         bail!("--measures classifier needs a checkpoint with an exit classifier (calm train-classifier)");
     }
@@ -560,6 +562,11 @@ pub fn calibrate_model(
             examples: grid_examples.clone(),
         }),
         max_new_tokens: args.max_new_tokens,
+        prompt_template: super::model_args::prompt_template(&checkpoint.prompt),
+        gguf_weights: model_dir
+            .extension()
+            .is_some_and(|e| e == "gguf")
+            .then(|| format!("{:?}", args.model_args.dtype).to_lowercase()),
         sweep: SweepInfo {
             configurations_evaluated: result.evaluated,
             configurations_in_grid: result.grid,

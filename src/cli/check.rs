@@ -7,7 +7,6 @@ use super::EXIT_NEGATIVE;
 use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
 use crate::calibrate::thresholds::read_thresholds;
 use crate::data::read_task_examples;
-use crate::model::Checkpoint;
 use crate::record::replay::{encode_examples, replay_configuration, Configuration};
 use crate::util::atomic::write_file_atomically;
 use crate::util::sha256_file;
@@ -28,13 +27,15 @@ Exit status: 0 certified or inconclusive, 1 violation detected, layers regressed
 Example:\n  calm check --thresholds runs/modernize/thresholds.json --data datasets/bible/test.jsonl.gz"
 )]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
     /// A thresholds.json written by `calm calibrate --model`.
     #[arg(long, value_name = "FILE")]
     pub thresholds: PathBuf,
     /// Fresh labelled examples (JSONL or JSONL.gz), not used for calibration.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Checkpoint directory [default: the one recorded in the thresholds]; its sha256 must match.
+    /// Checkpoint directory or .gguf file [default: the one recorded in the thresholds]; its sha256 must match.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Use at most this many examples of --data (the first ones of the calibrated task)
@@ -155,7 +156,9 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         )
     })?;
     let model_dir = args.model.clone().unwrap_or_else(|| run.model.clone());
-    let checkpoint = Checkpoint::load(&model_dir)?;
+    let checkpoint = args
+        .model_args
+        .load_for_run(&model_dir, run, &args.thresholds)?;
     run.require_model(&checkpoint.model_sha256, &model_dir, &args.thresholds)?;
 
     let examples = read_task_examples(&args.data, run.task.as_deref(), args.max_examples)?;

@@ -1,7 +1,6 @@
 //! `calm evaluate`: the model card's numbers for one task.
 
 use crate::data::read_task_examples;
-use crate::model::Checkpoint;
 use crate::record::evaluate::evaluate;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -12,8 +11,10 @@ use std::path::PathBuf;
     after_help = "Example:\n  calm evaluate --model runs/bible-model --data datasets/bible/test.jsonl.gz --task modernize"
 )]
 pub struct EvaluateArgs {
-    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
+    /// Checkpoint: a directory in Hugging Face layout (config.json, model.safetensors or shards, tokenizer.json) of a T5, Llama, Qwen2 or Mistral model, or a llama-architecture .gguf file.
+    #[arg(long, value_name = "PATH")]
     pub model: PathBuf,
     /// Labelled examples (JSONL or JSONL.gz).
     #[arg(long, value_name = "FILE")]
@@ -37,7 +38,7 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs) -> Result<u8> {
     super::generate::set_threads(1);
-    let checkpoint = Checkpoint::load(&args.model)?;
+    let checkpoint = args.model_args.load(&args.model)?;
     let examples = read_task_examples(&args.data, Some(&args.task), args.max_examples)?;
     let inputs = examples
         .iter()

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 echo \"a dog runs\" | calm generate --model DIR --input - --measure softmax-diff --lambda 0.8 --tau 4"
 )]
 pub struct GenerateArgs {
-    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
+    #[command(flatten)]
+    pub model_args: super::model_args::ModelArgs,
+    /// Checkpoint: a directory in Hugging Face layout (config.json, model.safetensors or shards, tokenizer.json) of a T5, Llama, Qwen2 or Mistral model, or a llama-architecture .gguf file.
+    #[arg(long, value_name = "PATH")]
     pub model: PathBuf,
     /// Input text, or `-` to read one input per line from stdin (one JSON line out per input).
     #[arg(long, value_name = "TEXT")]
@@ -130,7 +132,14 @@ fn certified_policy(
 pub fn run(args: GenerateArgs) -> Result<u8> {
     set_threads(args.threads);
     let mut policy = args.policy()?;
-    let checkpoint = Checkpoint::load(&args.model)?;
+    let thresholds_run = match &args.thresholds {
+        Some(path) => read_thresholds(path)?.run,
+        None => None,
+    };
+    let checkpoint = match (&thresholds_run, &args.thresholds) {
+        (Some(run), Some(path)) => args.model_args.load_for_run(&args.model, run, path)?,
+        _ => args.model_args.load(&args.model)?,
+    };
     let mut calibrated_length = None;
     if let Some(path) = &args.thresholds {
         let (certified, length) = certified_policy(path, &checkpoint, &args.model)?;

@@ -8,6 +8,7 @@ mod calibrate_model;
 mod check;
 mod evaluate;
 mod generate;
+mod model_args;
 mod score;
 mod selected;
 mod simulate;

@@ -22,6 +22,8 @@ pub struct LoadOptions {
     /// GGUF: de-quantize every weight to f32 (exact comparisons with transformers) instead of
     /// multiplying the quantized blocks.
     pub dequantize: bool,
+    /// GGUF: re-quantize block formats to Q8_0 (candle's vectorised CPU kernel).
+    pub requantize_q8_0: bool,
 }
 
 /// How an input text becomes a decoder-only prompt.
@@ -233,7 +235,7 @@ impl Checkpoint {
     }
 
     fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Self> {
-        let gguf = read_gguf(path, options.dequantize, device)?;
+        let gguf = read_gguf(path, options.dequantize, options.requantize_q8_0, device)?;
         let model = LlamaModel::load(
             &gguf.config,
             &Weights::Gguf(&gguf.tensors, device.clone()),

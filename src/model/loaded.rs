@@ -4,7 +4,9 @@ use super::family::ExitFamily;
 use super::llama::LlamaModel;
 use super::t5::T5Model;
 
-/// A model of one of calm's families.
+/// A model of one of calm's families. (One per process: the variants' size difference does
+/// not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Model {
     /// Encoder-decoder (the CALM paper's setting).

@@ -239,7 +239,14 @@ fn smollm2_reference() -> Value {
 fn smollm2_gguf_matches_transformers() {
     let Some(path) = smollm2() else { return };
     let reference = smollm2_reference();
-    let mut checkpoint = Checkpoint::load_with(&path, &LoadOptions { dequantize: true }).unwrap();
+    let mut checkpoint = Checkpoint::load_with(
+        &path,
+        &LoadOptions {
+            dequantize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(
         checkpoint.model_sha256,
         reference["model_sha256"].as_str().unwrap()

@@ -9,6 +9,7 @@ mod ci_docs;
 mod cli_calibrate;
 mod cli_calibrate_model;
 mod cli_check;
+mod cli_decoder_only;
 mod cli_evaluate;
 mod cli_generate;
 mod cli_score;

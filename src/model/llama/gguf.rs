@@ -161,7 +161,12 @@ fn tokenizer(content: &Content, path: &Path) -> Result<Tokenizer> {
 }
 
 /// Read a llama-architecture GGUF file. With `dequantize`, every weight becomes f32.
-pub fn read_gguf(path: &Path, dequantize: bool, device: &Device) -> Result<GgufModel> {
+pub fn read_gguf(
+    path: &Path,
+    dequantize: bool,
+    requantize_q8_0: bool,
+    device: &Device,
+) -> Result<GgufModel> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let content = Content::read(&mut file)
@@ -270,6 +275,7 @@ pub fn read_gguf(path: &Path, dequantize: bool, device: &Device) -> Result<GgufM
         tensors: GgufTensors {
             tensors,
             dequantize,
+            requantize_q8_0,
         },
     })
 }

@@ -42,6 +42,9 @@ pub struct BenchDecodeArgs {
     /// Vocabulary size of the random model (the exit head's cost grows with it).
     #[arg(long, default_value_t = 8000)]
     pub vocab: usize,
+    /// Exit layers j to measure forced exits at [default: every layer below the top].
+    #[arg(long, value_delimiter = ',', value_name = "J,...")]
+    pub exit_layers: Option<Vec<usize>>,
     /// Batch sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     pub batch: Vec<usize>,
@@ -157,10 +160,21 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         .collect();
     let mut policies: Vec<(String, usize, ExitPolicy)> =
         vec![("full".into(), depth, ExitPolicy::Never)];
-    for j in 1..depth {
+    let layers: Vec<usize> = match &args.exit_layers {
+        Some(layers) => {
+            if let Some(bad) = layers.iter().find(|&&j| j == 0 || j >= depth) {
+                bail!(
+                    "--exit-layers: {bad} is outside 1..{depth} (the top layer is the full model)"
+                );
+            }
+            layers.clone()
+        }
+        None => (1..depth).collect(),
+    };
+    for &j in &layers {
         policies.push((format!("fixed@{j}"), j, ExitPolicy::Fixed(j)));
     }
-    for j in 2..depth {
+    for &j in layers.iter().filter(|&&j| j >= 2) {
         policies.push((
             format!("state@{j}"),
             j,
@@ -175,7 +189,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         ));
     }
     if model.has_exit_classifier() {
-        for j in 1..depth {
+        for &j in &layers {
             policies.push((
                 format!("classifier@{j}"),
                 j,

@@ -11,9 +11,14 @@ use std::path::PathBuf;
     after_help = "Example:\n  calm train-classifier --model runs/bible-model --data datasets/bible/train.jsonl.gz --eval datasets/bible/test.jsonl.gz"
 )]
 pub struct TrainClassifierArgs {
-    /// Checkpoint directory; its model.safetensors gains calm.exit_classifier.{weight,bias}.
+    /// Checkpoint directory (T5 or Llama-family, one model.safetensors); its model.safetensors
+    /// gains calm.exit_classifier.{weight,bias}.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// Decoder-only models: a prompt template with `{input}` for the inputs (the references
+    /// are the completions after it), as given to `calibrate --model`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub prompt_template: Option<String>,
     /// Training examples (JSONL or JSONL.gz).
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub data: Vec<PathBuf>,
@@ -56,6 +61,11 @@ pub fn run(args: TrainClassifierArgs) -> Result<u8> {
         learning_rate: args.learning_rate,
         max_tokens_per_sequence: args.max_tokens_per_sequence,
         seed: args.seed,
+        prompt: match args.prompt_template {
+            Some(t) if t.contains("{input}") => crate::model::PromptFormat::Template(t),
+            Some(_) => bail!("--prompt-template must contain {{input}} where the input goes"),
+            None => crate::model::PromptFormat::Plain,
+        },
     };
     let report = train_classifier(&args.model, &options)?;
     if args.json {

@@ -8,7 +8,7 @@ use super::batches::{epoch_batches, Pair};
 use super::optimizer::{learning_rate, AdamW, AdamWConfig};
 use super::{batch_tensors, load_pairs};
 use crate::model::t5::{EXIT_CLASSIFIER_BIAS, EXIT_CLASSIFIER_WEIGHT};
-use crate::model::{Checkpoint, T5Model};
+use crate::model::{Checkpoint, LlamaModel, Model, PromptFormat, T5Model};
 use crate::util::atomic::write_file_atomically;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -25,6 +25,9 @@ pub struct ClassifierOptions {
     pub learning_rate: f64,
     pub max_tokens_per_sequence: usize,
     pub seed: u64,
+    /// Decoder-only models: the prompt format of the inputs (the references are the
+    /// completions that follow).
+    pub prompt: PromptFormat,
 }
 
 /// Per-layer quality of the classifier at threshold 0.5 on held-out data.
@@ -41,6 +44,80 @@ pub struct LayerF1 {
 
 /// Raw states of layers 1..L−1 and their consistency labels for one batch, with the target mask.
 fn states_and_labels(
+    model: &Model,
+    pairs: &[Pair],
+    batch: &[usize],
+    device: &Device,
+) -> Result<(Vec<Tensor>, Vec<Tensor>, Tensor)> {
+    match model {
+        Model::T5(m) => t5_states_and_labels(m, pairs, batch, device),
+        Model::Llama(m) => prompt_states_and_labels(m, pairs, batch, device),
+    }
+}
+
+/// Consistency labels of layers 1..L−1 from each layer's states (argmax at layer i equals the
+/// top layer's), and the states of those layers.
+fn labels_from_states(
+    states: Vec<Tensor>,
+    head: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+    let depth = states.len();
+    let top = head(&states[depth - 1])?.argmax(D::Minus1)?;
+    let mut labels = Vec::with_capacity(depth - 1);
+    for h in &states[..depth - 1] {
+        let argmax = head(h)?.argmax(D::Minus1)?;
+        labels.push(argmax.eq(&top)?.to_dtype(DType::F32)?);
+    }
+    let mut states = states;
+    states.truncate(depth - 1);
+    Ok((states, labels))
+}
+
+/// Decoder-only: each row is prompt ++ reference, right-padded (causal attention never reads
+/// the padding); the mask keeps the positions that predict the reference's tokens.
+fn prompt_states_and_labels(
+    model: &LlamaModel,
+    pairs: &[Pair],
+    batch: &[usize],
+    device: &Device,
+) -> Result<(Vec<Tensor>, Vec<Tensor>, Tensor)> {
+    let length = batch
+        .iter()
+        .map(|&i| pairs[i].source.len() + pairs[i].target.len())
+        .max()
+        .unwrap_or(1);
+    let mut ids = Vec::with_capacity(batch.len() * length);
+    let mut mask = Vec::with_capacity(batch.len() * length);
+    for &i in batch {
+        let pair = &pairs[i];
+        let prompt = pair.source.len();
+        ids.extend(
+            pair.source
+                .iter()
+                .chain(&pair.target)
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(length),
+        );
+        mask.extend((0..length).map(|p| {
+            if p + 1 >= prompt && p + 1 < prompt + pair.target.len() {
+                1f32
+            } else {
+                0f32
+            }
+        }));
+    }
+    let ids = Tensor::from_vec(ids, (batch.len(), length), device)?;
+    let states = model.forward_states(&ids)?;
+    let (states, labels) = labels_from_states(states, |h| model.head_logits(h))?;
+    Ok((
+        states,
+        labels,
+        Tensor::from_vec(mask, (batch.len(), length), device)?,
+    ))
+}
+
+fn t5_states_and_labels(
     model: &T5Model,
     pairs: &[Pair],
     batch: &[usize],
@@ -48,16 +125,44 @@ fn states_and_labels(
 ) -> Result<(Vec<Tensor>, Vec<Tensor>, Tensor)> {
     let (source, lengths, decoder_in, _target, mask) = batch_tensors(pairs, batch, device)?;
     let states = model.forward_states(&source, &lengths, &decoder_in)?;
-    let depth = states.len();
-    let top = model.head_logits(&states[depth - 1])?.argmax(D::Minus1)?;
-    let mut labels = Vec::with_capacity(depth - 1);
-    for h in &states[..depth - 1] {
-        let argmax = model.head_logits(h)?.argmax(D::Minus1)?;
-        labels.push(argmax.eq(&top)?.to_dtype(DType::F32)?);
-    }
-    let mut states = states;
-    states.truncate(depth - 1);
+    let (states, labels) = labels_from_states(states, |h| model.head_logits(h))?;
     Ok((states, labels, mask.to_dtype(DType::F32)?))
+}
+
+/// Training pairs: T5 as `calm train` tokenizes them; decoder-only the prompt (format and BOS
+/// as `Checkpoint::encode` gives it) and the reference followed by the model's EOS.
+fn classifier_pairs(
+    data: &[PathBuf],
+    max_tokens: usize,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Pair>> {
+    let Some(llama) = checkpoint.model.as_llama() else {
+        return load_pairs(data, max_tokens, &checkpoint.tokenizer);
+    };
+    let mut pairs = Vec::new();
+    for path in data {
+        for example in crate::data::read_examples(path)? {
+            let source = checkpoint.encode(&example.input).map_err(|e| {
+                anyhow::anyhow!("{}: example {:?}: {e}", path.display(), example.id)
+            })?;
+            let mut target = checkpoint
+                .tokenizer
+                .encode(example.reference.as_str(), false)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
+                })?
+                .get_ids()
+                .to_vec();
+            target.extend(llama.eos().first());
+            if source.len() <= max_tokens && target.len() <= max_tokens {
+                pairs.push(Pair { source, target });
+            }
+        }
+    }
+    if pairs.is_empty() {
+        bail!("no pairs within {max_tokens} tokens a side");
+    }
+    Ok(pairs)
 }
 
 /// Class-balanced binary cross-entropy of logits `z` [B, T] against `labels`, over `mask`.
@@ -80,24 +185,23 @@ fn balanced_bce(z: &Tensor, labels: &Tensor, mask: &Tensor) -> Result<Tensor> {
 
 /// Train the classifier on a frozen checkpoint and write it into the checkpoint's safetensors.
 pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<LayerF1>> {
-    let checkpoint = Checkpoint::load(dir)?;
-    let Some(model) = checkpoint.model.as_t5() else {
+    let weights_path = dir.join("model.safetensors");
+    if !weights_path.is_file() {
         bail!(
-            "{}: the exit classifier is trained on T5 checkpoints only so far",
+            "{}: the classifier is written into model.safetensors; GGUF files and sharded checkpoints are not supported",
             dir.display()
         );
-    };
-    let device = model.device.clone();
+    }
+    let mut checkpoint = Checkpoint::load(dir)?;
+    checkpoint.prompt = options.prompt.clone();
+    let model = &checkpoint.model;
+    let device = candle_core::Device::Cpu;
     let depth = model.num_decoder_layers();
     if depth < 2 {
         bail!("the exit classifier needs at least two decoder layers");
     }
-    let pairs = load_pairs(
-        &options.data,
-        options.max_tokens_per_sequence,
-        &checkpoint.tokenizer,
-    )?;
-    let d = model.config.d_model;
+    let pairs = classifier_pairs(&options.data, options.max_tokens_per_sequence, &checkpoint)?;
+    let d = model.hidden_size();
     let weight = Var::zeros((1, d), DType::F32, &device)?;
     let bias = Var::zeros(1, DType::F32, &device)?;
     let mut optimizer = AdamW::new(
@@ -148,7 +252,7 @@ pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<L
     }
 
     // Write the classifier into the checkpoint (every other tensor unchanged).
-    let path = dir.join("model.safetensors");
+    let path = weights_path;
     let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
     tensors.insert(
         EXIT_CLASSIFIER_WEIGHT.to_string(),
@@ -172,15 +276,15 @@ pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<L
 
 /// Per-layer F1 of the classifier (threshold 0.5) on held-out teacher-forced tokens.
 fn evaluate(
-    model: &T5Model,
+    model: &Model,
     weight: &Tensor,
     bias: &Tensor,
     eval: &[PathBuf],
     options: &ClassifierOptions,
     checkpoint: &Checkpoint,
 ) -> Result<Vec<LayerF1>> {
-    let device = model.device.clone();
-    let pairs = load_pairs(eval, options.max_tokens_per_sequence, &checkpoint.tokenizer)?;
+    let device = candle_core::Device::Cpu;
+    let pairs = classifier_pairs(eval, options.max_tokens_per_sequence, checkpoint)?;
     let depth = model.num_decoder_layers();
     // Per layer: [true positive, false positive, false negative, true negative].
     let mut counts = vec![[0f64; 4]; depth - 1];

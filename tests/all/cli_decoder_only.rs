@@ -194,3 +194,73 @@ fn smollm2_chat_generation_from_the_cli() {
     );
     assert_eq!(json["num_layers"], 30);
 }
+
+#[test]
+fn train_classifier_on_a_decoder_only_model_then_exit_by_it() {
+    let dir = scratch("decoder-only-classifier");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(llama_fixture("llama-gqa-tied").join(file), model.join(file)).unwrap();
+    }
+    let data = copy_examples(&dir, "data.jsonl", 0, 40);
+    let held_out = copy_examples(&dir, "held.jsonl", 40, 20);
+    let out = calm(&[
+        "train-classifier",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-template",
+        TEMPLATE,
+        "--data",
+        data.to_str().unwrap(),
+        "--eval",
+        held_out.to_str().unwrap(),
+        "--steps",
+        "30",
+        "--batch-tokens",
+        "512",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 3, "{report}");
+    let generated = calm(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-template",
+        TEMPLATE,
+        "--input",
+        "the cat sat",
+        "--measure",
+        "classifier",
+        "--lambda",
+        "0.5",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ]);
+    assert_eq!(
+        generated.status.code(),
+        Some(0),
+        "{}",
+        text(&generated.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&generated.stdout).unwrap();
+    assert_eq!(
+        json["confidences"][1].as_array().unwrap().len() as u64,
+        json["exit_layers"][1].as_u64().unwrap().min(3)
+    );
+    // GGUF files are read-only to calm: refused with the reason.
+    if let Some(gguf) = smollm2() {
+        let out = calm(&[
+            "train-classifier",
+            "--model",
+            gguf.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("GGUF"), "{}", text(&out.stderr));
+    }
+}

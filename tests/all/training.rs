@@ -272,6 +272,7 @@ fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
             learning_rate: 1e-2,
             max_tokens_per_sequence: 32,
             seed: 1,
+            prompt: calm::model::PromptFormat::Plain,
         },
     )
     .unwrap();
@@ -547,6 +548,7 @@ fn the_exit_classifier_learns_consistency_better_than_a_trivial_predictor() {
                 learning_rate: 1e-2,
                 max_tokens_per_sequence: 32,
                 seed: 1,
+                prompt: calm::model::PromptFormat::Plain,
             },
         )
         .unwrap()

@@ -1,8 +1,57 @@
 //! calm — Confident Adaptive Language Modeling with certified early exits.
 //!
-//! Data flows one way: records → [`calibrate`] → thresholds. The statistics never import the model.
+//! Data flows one way: data → [`model`] → [`record`] → [`calibrate`] → thresholds and reports.
+//! The statistics never import the model. The library builds without the command line
+//! (`default-features = false` drops clap).
+//!
+//! Certify thresholds from records made elsewhere (here the synthetic ones in
+//! `datasets/example/`):
+//!
+//! ```
+//! use calm::calibrate::{calibrate, CalibrationOptions, LossTable};
+//! use calm::calibrate::{pvalues::PValueMethod, procedures::Procedure};
+//!
+//! let records = calm::record::read_records(&["datasets/example/records.parquet"])?;
+//! let table = LossTable::from_records(&records)?;
+//! let options = CalibrationOptions {
+//!     delta: 0.1,
+//!     epsilon: 0.05,
+//!     pvalue: PValueMethod::Hb,
+//!     procedure: Procedure::FixedSequence,
+//!     seed: 0,
+//! };
+//! let calibration = calibrate(&table, &options)?;
+//! // Every certified candidate's p-value is at most the per-test level.
+//! for c in calibration.candidates.iter().filter(|c| c.certified) {
+//!     assert!(c.p_value <= calibration.level);
+//! }
+//! if let Some(selected) = calibration.selected() {
+//!     println!("{} τ={} λ={}: {:.2} layers", selected.measure, selected.tau, selected.lambda, selected.mean_layers);
+//! }
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Run a model with early exits (any family: T5, Llama/Qwen2/Mistral, GGUF) through the one
+//! engine:
+//!
+//! ```
+//! use calm::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, Measure};
+//!
+//! let checkpoint = Checkpoint::load("tests/fixtures/llama/qwen2-bias".as_ref())?;
+//! let prompt = checkpoint.encode("The quick fox")?;
+//! let options = GenerationOptions {
+//!     max_new_tokens: 8,
+//!     policy: ExitPolicy::Threshold { measure: Measure::SoftmaxMax, lambda: 0.2, tau: 4.0, min_exit: 1 },
+//!     record_all_layers: false,
+//! };
+//! let out = generate(&checkpoint.model, &[prompt], &options)?;
+//! assert_eq!(out[0].traces.len(), out[0].tokens.len());
+//! println!("{} ({:.2} layers per token)", checkpoint.decode(&out[0].tokens)?, out[0].mean_layers());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 pub mod calibrate;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
 pub mod metrics;

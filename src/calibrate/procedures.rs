@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 /// How the candidates' p-values are combined so that P(any certified candidate has risk > δ) ≤ ε.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Procedure {
     /// One fixed-sequence test per (measure, τ) chain, lambdas from largest to smallest, each chain

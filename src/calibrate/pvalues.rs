@@ -7,7 +7,8 @@ use super::binomial::ln_binomial_cdf;
 use serde::{Deserialize, Serialize};
 
 /// Which p-value to compute for every candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum PValueMethod {
     /// Hoeffding–Bentkus: min(tight Hoeffding, Bentkus), capped at 1 (LTT Prop. 3). Default.

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 /// A confidence measure c_t^i computed at decoder layer i for the token at position t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Measure {
     /// Softmax response: top-1 minus top-2 probability of the exit head.

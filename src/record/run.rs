@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 /// How an early output is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Consistency {
     /// 1 − metric(early output, full output).

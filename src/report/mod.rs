@@ -95,6 +95,22 @@ fn oracle_mean_layers(layers: &[LayerRow]) -> Option<f64> {
     (!first.is_empty()).then(|| first.values().map(|&l| l as f64).sum::<f64>() / first.len() as f64)
 }
 
+/// Per layer i (1-based order), the share of the full model's recorded tokens whose layer-i
+/// prediction equals the top layer's (the logit lens through the shared head).
+fn layer_agreement(layers: &[LayerRow]) -> Vec<f64> {
+    let depth = layers.iter().map(|r| r.layer).max().unwrap_or(0) as usize;
+    let mut counts = vec![(0usize, 0usize); depth];
+    for row in layers {
+        let slot = &mut counts[row.layer as usize - 1];
+        slot.1 += 1;
+        slot.0 += usize::from(row.consistent);
+    }
+    counts
+        .iter()
+        .map(|&(agree, all)| agree as f64 / all.max(1) as f64)
+        .collect()
+}
+
 /// Every report file: (name, bytes). `traces` (from a model sweep) adds the per-token plots;
 /// `frontier` (the table recalibrated at each δ, with held-out measurements when a model run made
 /// them) is computed here when not given.
@@ -284,6 +300,9 @@ pub fn build_report(
     // exits changes the later states it attends to, so it is neither the full output exactly
     // nor the most a measure could save.
     let oracle = traces.as_ref().and_then(|t| oracle_mean_layers(t.layers));
+    let agreement = traces
+        .as_ref()
+        .map_or_else(Vec::new, |t| layer_agreement(t.layers));
     if let Some(layers) = oracle {
         let speedup = depth / layers.max(1e-9);
         top_speedup = top_speedup.max(speedup);
@@ -392,6 +411,7 @@ pub fn build_report(
             options,
             traces.is_some(),
             oracle,
+            &agreement,
             &frontier_rows,
         )
         .into_bytes(),
@@ -553,6 +573,7 @@ fn markdown(
     options: &CalibrationOptions,
     traced: bool,
     oracle: Option<f64>,
+    agreement: &[f64],
     frontier: &[FrontierPoint],
 ) -> String {
     let mut md = String::from("# Calibration report\n\n");
@@ -682,6 +703,18 @@ fn markdown(
             table.num_layers as f64 / layers.max(1e-9)
         );
     }
+    if !agreement.is_empty() {
+        let shares: Vec<String> = agreement
+            .iter()
+            .enumerate()
+            .map(|(i, share)| format!("{}: {:.0}%", i + 1, 100.0 * share))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| layer agreement | share of the full model's tokens whose prediction at layer i (through the shared final norm and head) equals the top layer's — {} |",
+            shares.join(", ")
+        );
+    }
     let _ = writeln!(
         md,
         "| test | {} p-values, {} at per-test level {:.3e}; {} of {} candidates certified |\n",
@@ -762,6 +795,22 @@ mod tests {
             classifier: f32::NAN,
             consistent,
         }
+    }
+
+    #[test]
+    fn layer_agreement_by_hand() {
+        // Two tokens, three layers: layer 1 agrees once, layer 2 twice, the top always.
+        let rows = [
+            row(0, 0, 1, true),
+            row(0, 0, 2, true),
+            row(0, 0, 3, true),
+            row(0, 1, 1, false),
+            row(0, 1, 2, true),
+            row(0, 1, 3, true),
+        ];
+        assert_eq!(layer_agreement(&rows), vec![0.5, 1.0, 1.0]);
+        assert_eq!(oracle_mean_layers(&rows), Some(1.5));
+        assert!(layer_agreement(&[]).is_empty());
     }
 
     #[test]

@@ -85,15 +85,44 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0, value_name = "STEPS")]
     pub copy_curriculum_steps: usize,
     /// Start from this checkpoint's weights and tokenizer (fresh optimizer and learning-rate
-    /// schedule); the model options must describe the same shape.
-    #[arg(long, value_name = "DIR")]
+    /// schedule). A T5 checkpoint must have the shape the model options describe; a
+    /// decoder-only one (Llama, Qwen2, Mistral directory with one model.safetensors, or a llama
+    /// GGUF file, written out in HF layout as f32 first) is fine-tuned with the CALM loss on
+    /// prompt → completion pairs, and the model options are ignored.
+    #[arg(long, value_name = "PATH")]
     pub init_from: Option<PathBuf>,
+    /// Decoder-only fine-tuning: the 1-based layers whose exits enter the CALM loss (with
+    /// ω_i = i / Σ_{j∈S} j over them) [default: every layer]. A 49k-token head at every layer
+    /// is most of the cost on CPU; e.g. the top third.
+    #[arg(long, value_delimiter = ',', value_name = "I,...")]
+    pub exit_layers: Vec<usize>,
+    /// Decoder-only fine-tuning: the prompt template (`{input}`) the inputs are wrapped in,
+    /// as later given to `calibrate --model`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub prompt_template: Option<String>,
     /// Stop (with a checkpoint) after this many minutes; rerun the same command to resume.
     #[arg(long, value_name = "MINUTES")]
     pub stop_after_minutes: Option<f64>,
     /// Stop (with a checkpoint) at this step; rerun the same command to resume.
     #[arg(long, value_name = "STEP")]
     pub stop_after_steps: Option<usize>,
+}
+
+/// Whether `--init-from` names a decoder-only model (a GGUF file, or a config.json that is not
+/// T5's).
+fn is_decoder_only(path: &std::path::Path) -> bool {
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return true;
+    }
+    std::fs::read_to_string(path.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(|m| m.as_str())
+                .map(|m| m != "t5")
+        })
+        .unwrap_or(false)
 }
 
 pub fn run(args: TrainArgs) -> Result<u8> {
@@ -115,6 +144,46 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     }
     if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
         bail!("--learning-rate must be a positive number");
+    }
+    let stop = StopAt {
+        steps: args.stop_after_steps,
+        seconds: args.stop_after_minutes.map(|m| m * 60.0),
+    };
+    if let Some(init) = args.init_from.as_ref().filter(|p| is_decoder_only(p)) {
+        if let Some(t) = &args.prompt_template {
+            if !t.contains("{input}") {
+                bail!("--prompt-template must contain {{input}} where the input goes");
+            }
+        }
+        let options = crate::train::decoder_only::FineTuneOptions {
+            init_from: init.clone(),
+            data: args.data,
+            prompt_template: args.prompt_template,
+            exit_layers: args.exit_layers,
+            max_tokens_per_sequence: args.max_tokens_per_sequence,
+            batch_tokens: args.batch_tokens,
+            steps: args.steps,
+            warmup: args.warmup,
+            learning_rate: args.learning_rate,
+            weight_decay: args.weight_decay,
+            clip_norm: args.clip_norm,
+            seed: args.seed,
+            checkpoint_every: args.checkpoint_every,
+        };
+        let state = crate::train::decoder_only::fine_tune(&options, &args.out, stop)?;
+        println!(
+            "fine-tuned to step {} of {} (epoch {}, {} completion tokens, {:.0} s in all); checkpoint in {}",
+            state.step,
+            options.steps,
+            state.epoch + 1,
+            state.tokens_seen,
+            state.elapsed_seconds,
+            args.out.display()
+        );
+        return Ok(0);
+    }
+    if !args.exit_layers.is_empty() || args.prompt_template.is_some() {
+        bail!("--exit-layers and --prompt-template apply to fine-tuning a decoder-only model (--init-from)");
     }
     let options = TrainOptions {
         data: args.data,
@@ -140,10 +209,6 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         copy_tasks: args.copy_tasks,
         copy_curriculum_steps: args.copy_curriculum_steps,
         init_from: args.init_from,
-    };
-    let stop = StopAt {
-        steps: args.stop_after_steps,
-        seconds: args.stop_after_minutes.map(|m| m * 60.0),
     };
     let total_steps = options.steps;
     let state = train(&options, &args.out, stop)?;

@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod classifier;
 pub mod curriculum;
+pub mod decoder_only;
 pub mod loss;
 pub mod optimizer;
 pub mod tokenizer;

@@ -20,6 +20,7 @@ mod gate_validity;
 mod grid_validity;
 mod llama_early_exit;
 mod llama_parity;
+mod llama_training;
 mod metrics_golden;
 mod model_parity;
 mod pvalue_golden;

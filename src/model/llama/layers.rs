@@ -77,6 +77,14 @@ impl Rotary {
     /// Rotate x [B, H, T, d] by the angles of its T positions.
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
+        if x.track_op() {
+            // Training: the fused kernels have no backward pass.
+            return if self.interleaved {
+                candle_nn::rotary_emb::rope_i_slow(&x, cos, sin)
+            } else {
+                candle_nn::rotary_emb::rope_slow(&x, cos, sin)
+            };
+        }
         if self.interleaved {
             candle_nn::rotary_emb::rope_i(&x, cos, sin)
         } else {

@@ -3,6 +3,7 @@
 //! through the shared final norm and LM head.
 
 pub mod config;
+pub mod export;
 pub mod gguf;
 pub mod layers;
 pub mod weights;

@@ -331,3 +331,50 @@ fn smollm2_gguf_matches_transformers() {
         "SmolLM2 Q4_1 vs f32: {same} of {total} greedy tokens equal before the first difference"
     );
 }
+
+#[test]
+fn sharded_safetensors_load_like_one_file() {
+    let source = llama_fixture("mistral");
+    let dir = std::env::temp_dir().join(format!("calm-test-{}-sharded", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (shard, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let subset: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), tensors[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&subset, dir.join(shard)).unwrap();
+        for name in part.iter() {
+            map.insert((*name).clone(), Value::String(shard.into()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = Checkpoint::load(&dir).unwrap();
+    let single = Checkpoint::load(&source).unwrap();
+    let prompt = single.encode("The quick fox").unwrap();
+    let a = generate(&single.model, std::slice::from_ref(&prompt), &full(8)).unwrap();
+    let b = generate(&sharded.model, std::slice::from_ref(&prompt), &full(8)).unwrap();
+    assert_eq!(a[0].tokens, b[0].tokens);
+    assert_ne!(
+        sharded.model_sha256, single.model_sha256,
+        "the shards' hash covers both files"
+    );
+    // A shard the index names but the directory lacks: the error names it.
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = Checkpoint::load(&dir).err().unwrap().to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,6 +29,23 @@ const ENCODER_LAYER_KERNELS: f64 = 30.0;
 /// Host-side work per vocabulary entry of a top-2 scan or argmax (µs).
 const MICROSECONDS_PER_VOCABULARY_ENTRY: f64 = 0.002;
 
+/// One exit check per measure: a softmax check (as given), a cosine of two states, the
+/// classifier's dot product.
+fn exit_checks(d: f64, softmax_check: f64) -> BTreeMap<String, f64> {
+    let mut checks = BTreeMap::new();
+    checks.insert("softmax-diff".to_string(), softmax_check);
+    checks.insert("softmax-max".to_string(), softmax_check);
+    checks.insert(
+        "state".to_string(),
+        decode_cost(6.0 * d, STATE_CHECK_KERNELS),
+    );
+    checks.insert(
+        "classifier".to_string(),
+        decode_cost(2.0 * d, CLASSIFIER_CHECK_KERNELS),
+    );
+    checks
+}
+
 fn decode_cost(flops: f64, kernels: f64) -> f64 {
     flops / FLOPS_PER_MICROSECOND + kernels * MICROSECONDS_PER_KERNEL
 }
@@ -59,17 +76,7 @@ pub fn t5_cost_model(
     let head_flops = 2.0 * d * vocab;
     let head = decode_cost(head_flops, HEAD_KERNELS) + host_scan;
     let softmax_check = decode_cost(head_flops + 5.0 * vocab, SOFTMAX_CHECK_KERNELS) + host_scan;
-    let mut checks = BTreeMap::new();
-    checks.insert("softmax-diff".to_string(), softmax_check);
-    checks.insert("softmax-max".to_string(), softmax_check);
-    checks.insert(
-        "state".to_string(),
-        decode_cost(6.0 * d, STATE_CHECK_KERNELS),
-    );
-    checks.insert(
-        "classifier".to_string(),
-        decode_cost(2.0 * d, CLASSIFIER_CHECK_KERNELS),
-    );
+    let checks = exit_checks(d, softmax_check);
     // Encoder: every block over the whole input, plus each decoder block's cross K/V.
     let encoder_block_flops =
         source * (2.0 * 4.0 * d * inner + feed_forward) + 4.0 * source * source * inner;
@@ -120,17 +127,7 @@ pub fn llama_cost_model(
     let head_flops = 2.0 * d * vocab;
     let head = decode_cost(head_flops, HEAD_KERNELS) + host_scan;
     let softmax_check = decode_cost(head_flops + 5.0 * vocab, SOFTMAX_CHECK_KERNELS) + host_scan;
-    let mut checks = BTreeMap::new();
-    checks.insert("softmax-diff".to_string(), softmax_check);
-    checks.insert("softmax-max".to_string(), softmax_check);
-    checks.insert(
-        "state".to_string(),
-        decode_cost(6.0 * d, STATE_CHECK_KERNELS),
-    );
-    checks.insert(
-        "classifier".to_string(),
-        decode_cost(2.0 * d, CLASSIFIER_CHECK_KERNELS),
-    );
+    let checks = exit_checks(d, softmax_check);
     // The prefill: every layer over the whole prompt (causal attention: half the square).
     let prefill_layer_flops = prompt * (projections + mlp) + 2.0 * prompt * prompt * q_dim;
     let example = config.num_hidden_layers as f64

@@ -79,6 +79,23 @@ pub trait ExitFamily {
     fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>>;
 }
 
+/// CALM's early-exit classifier (§3.5): sigmoid(w·h + b) [A] of raw states `h` [A, 1, D], for
+/// a classifier (weight [1, D], bias [1]) when the model has one.
+pub fn classifier_confidence(
+    classifier: Option<&(Tensor, Tensor)>,
+    h: &Tensor,
+) -> Result<Option<Tensor>> {
+    let Some((weight, bias)) = classifier else {
+        return Ok(None);
+    };
+    let logits = h
+        .squeeze(1)?
+        .matmul(&weight.t()?)?
+        .broadcast_add(bias)?
+        .squeeze(candle_core::D::Minus1)?;
+    Ok(Some(candle_nn::ops::sigmoid(&logits)?))
+}
+
 /// Rows of `t` (dim 0), skipping the copy when `rows` is every row in order.
 pub fn select_rows(t: &Tensor, rows: &[usize], batch: usize) -> Result<Tensor> {
     if rows.len() == batch {

@@ -5,7 +5,7 @@ use super::config::T5Config;
 use super::decoder::Decoder;
 use super::encoder::Encoder;
 use super::layers::Dense;
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 /// Tensor names of the CALM early-exit classifier (one linear layer d_model → 1 shared by all layers).
@@ -175,17 +175,7 @@ impl T5Model {
 
     /// Early-exit classifier confidence sigmoid(w·h + b) [A] on raw states `h` [A, 1, D].
     pub fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>> {
-        match &self.exit_classifier {
-            Some((weight, bias)) => {
-                let logits = h
-                    .squeeze(1)?
-                    .matmul(&weight.t()?)?
-                    .broadcast_add(bias)?
-                    .squeeze(D::Minus1)?;
-                Ok(Some(candle_nn::ops::sigmoid(&logits)?))
-            }
-            None => Ok(None),
-        }
+        super::family::classifier_confidence(self.exit_classifier.as_ref(), h)
     }
 }
 

@@ -139,26 +139,9 @@ fn classifier_pairs(
     let Some(llama) = checkpoint.model.as_llama() else {
         return load_pairs(data, max_tokens, &checkpoint.tokenizer);
     };
-    let mut pairs = Vec::new();
-    for path in data {
-        for example in crate::data::read_examples(path)? {
-            let source = checkpoint.encode(&example.input).map_err(|e| {
-                anyhow::anyhow!("{}: example {:?}: {e}", path.display(), example.id)
-            })?;
-            let mut target = checkpoint
-                .tokenizer
-                .encode(example.reference.as_str(), false)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
-                })?
-                .get_ids()
-                .to_vec();
-            target.extend(llama.eos().first());
-            if source.len() <= max_tokens && target.len() <= max_tokens {
-                pairs.push(Pair { source, target });
-            }
-        }
-    }
+    let pairs = super::prompt_pairs(data, checkpoint, llama.eos().first().copied(), |p| {
+        p.source.len() <= max_tokens && p.target.len() <= max_tokens
+    })?;
     if pairs.is_empty() {
         bail!("no pairs within {max_tokens} tokens a side");
     }

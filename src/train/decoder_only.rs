@@ -7,7 +7,6 @@
 use super::batches::{epoch_batches, Pair};
 use super::optimizer::{learning_rate, AdamW, AdamWConfig};
 use super::{safetensors_bytes, StopAt};
-use crate::data::read_examples;
 use crate::model::llama::weights::Weights;
 use crate::model::llama::{LlamaConfig, LlamaModel};
 use crate::model::{Checkpoint, PromptFormat};
@@ -98,26 +97,13 @@ fn pairs(
     checkpoint: &Checkpoint,
     model: &LlamaModel,
 ) -> Result<Vec<Pair>> {
-    let mut pairs = Vec::new();
-    for path in &options.data {
-        for example in read_examples(path)? {
-            let source = checkpoint
-                .encode(&example.input)
-                .with_context(|| format!("{}: example {:?}", path.display(), example.id))?;
-            let mut target = checkpoint
-                .tokenizer
-                .encode(example.reference.as_str(), false)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
-                })?
-                .get_ids()
-                .to_vec();
-            target.extend(model.eos().first());
-            if source.len() + target.len() <= options.max_tokens_per_sequence {
-                pairs.push(Pair { source, target });
-            }
-        }
-    }
+    let limit = options.max_tokens_per_sequence;
+    let pairs = super::prompt_pairs(
+        &options.data,
+        checkpoint,
+        model.eos().first().copied(),
+        |p| p.source.len() + p.target.len() <= limit,
+    )?;
     if pairs.is_empty() {
         bail!(
             "no pairs within {} tokens (prompt and completion)",
@@ -273,20 +259,13 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
         let Some(loss) = total else {
             bail!("no exit layers")
         };
-        let grads = loss.backward()?;
-        let norm = optimizer.gradient_norm(&grads)?;
-        let scale = if norm > options.clip_norm {
-            options.clip_norm / norm
-        } else {
-            1.0
-        };
         let lr = learning_rate(
             state.step,
             options.learning_rate,
             options.warmup,
             options.steps,
         );
-        optimizer.update(&grads, lr, scale)?;
+        let norm = super::optimizer::clipped_step(&mut optimizer, &loss, lr, options.clip_norm)?;
         state.step += 1;
         state.batch_in_epoch += 1;
         state.tokens_seen += mask.sum_all()?.to_scalar::<u32>()? as u64;

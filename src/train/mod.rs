@@ -118,6 +118,38 @@ pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) ->
     Ok(pairs)
 }
 
+/// Decoder-only pairs: the prompt as `checkpoint.encode` gives it (prompt format, BOS), and the
+/// reference followed by `eos`; pairs for which `keep` is false are left out.
+pub fn prompt_pairs(
+    data: &[PathBuf],
+    checkpoint: &crate::model::Checkpoint,
+    eos: Option<u32>,
+    keep: impl Fn(&Pair) -> bool,
+) -> Result<Vec<Pair>> {
+    let mut pairs = Vec::new();
+    for path in data {
+        for example in read_examples(path)? {
+            let source = checkpoint.encode(&example.input).map_err(|e| {
+                anyhow::anyhow!("{}: example {:?}: {e}", path.display(), example.id)
+            })?;
+            let mut target = checkpoint
+                .tokenizer
+                .encode(example.reference.as_str(), false)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
+                })?
+                .get_ids()
+                .to_vec();
+            target.extend(eos);
+            let pair = Pair { source, target };
+            if keep(&pair) {
+                pairs.push(pair);
+            }
+        }
+    }
+    Ok(pairs)
+}
+
 /// Identity pairs (the example's task prefix + its reference → its reference) for a seeded
 /// `copy_share` of the training examples of the `copy_tasks` (all tasks when empty).
 pub fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
@@ -517,20 +549,13 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
         };
         let logits = model.forward_all_exits(&source, &lengths, &decoder_in)?;
         let (loss, per_layer) = loss::calm_loss(&logits, &target, &mask)?;
-        let grads = loss.backward()?;
-        let norm = optimizer.gradient_norm(&grads)?;
-        let scale = if norm > options.clip_norm {
-            options.clip_norm / norm
-        } else {
-            1.0
-        };
         let lr = learning_rate(
             state.step,
             options.learning_rate,
             options.warmup,
             options.steps,
         );
-        optimizer.update(&grads, lr, scale)?;
+        let norm = optimizer::clipped_step(&mut optimizer, &loss, lr, options.clip_norm)?;
         state.step += 1;
         if !in_curriculum {
             state.batch_in_epoch += 1;

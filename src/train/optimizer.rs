@@ -26,6 +26,20 @@ impl Default for AdamWConfig {
 }
 
 /// Learning rate at `step` (0-based): linear warm-up to `peak`, then cosine decay to 10% of it.
+/// One training step: gradients of `loss`, the global norm clipped to `clip_norm`, an AdamW
+/// update at `lr`. Returns the gradient norm before clipping.
+pub fn clipped_step(optimizer: &mut AdamW, loss: &Tensor, lr: f64, clip_norm: f64) -> Result<f64> {
+    let grads = loss.backward()?;
+    let norm = optimizer.gradient_norm(&grads)?;
+    let scale = if norm > clip_norm {
+        clip_norm / norm
+    } else {
+        1.0
+    };
+    optimizer.update(&grads, lr, scale)?;
+    Ok(norm)
+}
+
 pub fn learning_rate(step: usize, peak: f64, warmup: usize, total: usize) -> f64 {
     if step < warmup {
         return peak * (step + 1) as f64 / warmup as f64;

@@ -13,7 +13,7 @@ pub use config::{LlamaConfig, LlamaFamily};
 use super::family::{BatchStart, ExitFamily, LayerCache};
 use super::layers::RmsNorm;
 use super::t5::{EXIT_CLASSIFIER_BIAS, EXIT_CLASSIFIER_WEIGHT};
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::Embedding;
 use layers::{Attention, Block, Linear, Mlp, PositionAngles, Rotary};
 use weights::{Part, Weights};
@@ -278,16 +278,6 @@ impl ExitFamily for LlamaModel {
     }
 
     fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>> {
-        match &self.exit_classifier {
-            Some((weight, bias)) => {
-                let logits = h
-                    .squeeze(1)?
-                    .matmul(&weight.t()?)?
-                    .broadcast_add(bias)?
-                    .squeeze(D::Minus1)?;
-                Ok(Some(candle_nn::ops::sigmoid(&logits)?))
-            }
-            None => Ok(None),
-        }
+        super::family::classifier_confidence(self.exit_classifier.as_ref(), h)
     }
 }

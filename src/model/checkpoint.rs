@@ -101,6 +101,9 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect::<Result<_>>()?;
     files.sort();
     files.dedup();
+    if files.is_empty() {
+        bail!("{}: weight_map names no files", index_path.display());
+    }
     files
         .into_iter()
         .map(|name| {

@@ -270,9 +270,19 @@ fn bad_gguf_and_llama_files_give_clear_errors() {
     let dir = scratch("bad-gguf");
     let fake = dir.join("model.gguf");
     std::fs::write(&fake, b"not a gguf file at all").unwrap();
-    let out = calm(&["generate", "--model", fake.to_str().unwrap(), "--input", "x"]);
+    let out = calm(&[
+        "generate",
+        "--model",
+        fake.to_str().unwrap(),
+        "--input",
+        "x",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not a valid GGUF file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a valid GGUF file"),
+        "{}",
+        text(&out.stderr)
+    );
     // A Llama config with an architecture calm does not run names it.
     let model = dir.join("gpt2");
     std::fs::create_dir_all(&model).unwrap();
@@ -283,7 +293,17 @@ fn bad_gguf_and_llama_files_give_clear_errors() {
         .unwrap()
         .replace("LlamaForCausalLM", "GPT2LMHeadModel");
     std::fs::write(model.join("config.json"), config).unwrap();
-    let out = calm(&["generate", "--model", model.to_str().unwrap(), "--input", "x"]);
+    let out = calm(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        "x",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("GPT2LMHeadModel"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("GPT2LMHeadModel"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -63,5 +63,29 @@ mod tests {
             "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
         );
         assert!(chatml_template("[INST] {{ m }} [/INST]").is_err());
+        // Both markers are needed.
+        assert!(chatml_template("{{'<|im_start|>' + m['role']}}").is_err());
+        assert!(chatml_template("{{ m['content'] + '<|im_end|>' }}").is_err());
+    }
+
+    #[test]
+    fn a_system_turn_from_the_conversation_is_not_a_default() {
+        // The system text is an expression (the caller's message), not a literal default.
+        for template in [
+            "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>' }}",
+            "{{ '<|im_start|>system\\n{{ system }}<|im_end|>' }}",
+            "{{ '<|im_start|>system\\n{% if x %}a{% endif %}<|im_end|>' }}",
+        ] {
+            assert_eq!(
+                chatml_template(template).unwrap(),
+                "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
+                "{template}"
+            );
+        }
+        // A literal with a quote but no concatenation is still a literal default.
+        let literal = "{{ '<|im_start|>system\\nYou're kind<|im_end|>' }}";
+        assert!(chatml_template(literal)
+            .unwrap()
+            .starts_with("<|im_start|>system\nYou're kind<|im_end|>\n"));
     }
 }

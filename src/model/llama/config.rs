@@ -325,6 +325,11 @@ mod tests {
         assert!(!llama.qkv_bias());
         assert_eq!(llama.kv_heads(), 2);
         assert_eq!(llama.head_dim(), 4);
+        // transformers' defaults where the config is silent.
+        assert_eq!(llama.rms_norm_eps, 1e-6);
+        assert_eq!(llama.rope_theta, 10000.0);
+        assert_eq!(llama.max_position_embeddings, 2048);
+        assert!(!llama.tie_word_embeddings && !llama.attention_bias && !llama.mlp_bias);
         let bad = config(&format!(
             r#"{{"architectures": ["GPT2LMHeadModel"], {BASE}}}"#
         ));

@@ -48,10 +48,7 @@ impl ModelArgs {
     /// The prompt format these options ask for, given the loaded checkpoint.
     pub fn prompt_format(&self, checkpoint: &Checkpoint) -> Result<PromptFormat> {
         if let Some(template) = &self.prompt_template {
-            if !template.contains("{input}") {
-                bail!("--prompt-template must contain {{input}} where the input goes");
-            }
-            return Ok(PromptFormat::Template(template.clone()));
+            return PromptFormat::from_template(template);
         }
         if self.chat {
             return checkpoint.chat_format();

@@ -108,21 +108,14 @@ pub struct TrainArgs {
     pub stop_after_steps: Option<usize>,
 }
 
-/// Whether `--init-from` names a decoder-only model (a GGUF file, or a config.json that is not
-/// T5's).
+/// Whether `--init-from` names a decoder-only model: a GGUF file, or a config.json that the
+/// checkpoint loader reads as not T5's.
 fn is_decoder_only(path: &std::path::Path) -> bool {
-    if path.extension().is_some_and(|e| e == "gguf") {
-        return true;
-    }
-    std::fs::read_to_string(path.join("config.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| {
-            v.get("model_type")
-                .and_then(|m| m.as_str())
-                .map(|m| m != "t5")
-        })
-        .unwrap_or(false)
+    path.extension().is_some_and(|e| e == "gguf")
+        || matches!(
+            crate::model::checkpoint::is_t5_config(&path.join("config.json")),
+            Ok(false)
+        )
 }
 
 pub fn run(args: TrainArgs) -> Result<u8> {
@@ -151,9 +144,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     };
     if let Some(init) = args.init_from.as_ref().filter(|p| is_decoder_only(p)) {
         if let Some(t) = &args.prompt_template {
-            if !t.contains("{input}") {
-                bail!("--prompt-template must contain {{input}} where the input goes");
-            }
+            crate::model::PromptFormat::from_template(t)?;
         }
         let options = crate::train::decoder_only::FineTuneOptions {
             init_from: init.clone(),

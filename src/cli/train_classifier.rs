@@ -61,9 +61,8 @@ pub fn run(args: TrainClassifierArgs) -> Result<u8> {
         learning_rate: args.learning_rate,
         max_tokens_per_sequence: args.max_tokens_per_sequence,
         seed: args.seed,
-        prompt: match args.prompt_template {
-            Some(t) if t.contains("{input}") => crate::model::PromptFormat::Template(t),
-            Some(_) => bail!("--prompt-template must contain {{input}} where the input goes"),
+        prompt: match &args.prompt_template {
+            Some(t) => crate::model::PromptFormat::from_template(t)?,
             None => crate::model::PromptFormat::Plain,
         },
     };

@@ -35,6 +35,16 @@ pub enum PromptFormat {
     Template(String),
 }
 
+impl PromptFormat {
+    /// A template with `{input}` where each input goes.
+    pub fn from_template(template: &str) -> Result<Self> {
+        if !template.contains("{input}") {
+            bail!("--prompt-template must contain {{input}} where the input goes");
+        }
+        Ok(PromptFormat::Template(template.to_string()))
+    }
+}
+
 /// A loaded model with its tokenizer.
 pub struct Checkpoint {
     /// The checkpoint directory or GGUF file.
@@ -119,7 +129,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The `model_type`/`architectures` of a config.json, to choose the family.
-fn is_t5_config(config_path: &Path) -> Result<bool> {
+pub fn is_t5_config(config_path: &Path) -> Result<bool> {
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)

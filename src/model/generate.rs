@@ -215,10 +215,7 @@ pub fn generate_with<F: ExitFamily>(
     if !model.needs_equal_lengths() || inputs.iter().all(|i| i.len() == inputs[0].len()) {
         return generate_group(model, inputs, options);
     }
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for (row, input) in inputs.iter().enumerate() {
-        groups.entry(input.len()).or_default().push(row);
-    }
+    let groups = equal_length_groups(inputs);
     let mut results: Vec<Option<Generation>> = vec![None; inputs.len()];
     for rows in groups.values() {
         let group: Vec<Vec<u32>> = rows.iter().map(|&r| inputs[r].clone()).collect();
@@ -230,6 +227,15 @@ pub fn generate_with<F: ExitFamily>(
         .into_iter()
         .map(|g| g.ok_or_else(|| anyhow::anyhow!("internal error: a row was not decoded")))
         .collect()
+}
+
+/// Row indices of `inputs` grouped by input length, shortest first.
+pub fn equal_length_groups(inputs: &[Vec<u32>]) -> std::collections::BTreeMap<usize, Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (row, input) in inputs.iter().enumerate() {
+        groups.entry(input.len()).or_default().push(row);
+    }
+    groups
 }
 
 fn generate_group<F: ExitFamily>(

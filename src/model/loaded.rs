@@ -58,13 +58,9 @@ impl Model {
                 m.encode(inputs)?;
             }
             Model::Llama(m) => {
-                let mut groups: std::collections::BTreeMap<usize, Vec<Vec<u32>>> =
-                    Default::default();
-                for input in inputs {
-                    groups.entry(input.len()).or_default().push(input.clone());
-                }
-                for group in groups.values() {
-                    m.start(group)?;
+                for rows in super::generate::equal_length_groups(inputs).values() {
+                    let group: Vec<Vec<u32>> = rows.iter().map(|&r| inputs[r].clone()).collect();
+                    m.start(&group)?;
                 }
             }
         }

@@ -48,10 +48,21 @@ pub struct BenchDecodeArgs {
     /// Batch sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     pub batch: Vec<usize>,
-    /// Inputs per measurement (random token ids).
+    /// Inputs per measurement (random token ids, or the first ones of --data).
     #[arg(long, default_value_t = 16)]
     pub examples: usize,
-    /// Tokens per random input.
+    /// With --model: decode these labelled examples' inputs (JSONL, CSV or Parquet, as for
+    /// `calm calibrate`) instead of random token ids, so that real outputs and exits are timed.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub data: Option<PathBuf>,
+    /// With --data: only examples of this task.
+    #[arg(long, value_name = "TASK", requires = "data")]
+    pub task: Option<String>,
+    /// With --model: also time the certified configuration of this thresholds.json (made for
+    /// the same model) as the policy `certified`, whose exit layers vary token to token.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub thresholds: Option<PathBuf>,
+    /// Tokens per random input (without --data).
     #[arg(long, default_value_t = 24)]
     pub input_tokens: usize,
     /// Output length N (random models rarely stop early).
@@ -71,10 +82,26 @@ pub struct BenchDecodeArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Where a run's time went, in milliseconds: the prefill per example, the rest per generated
+/// token (`other` is the decoding time no timed part covers: embedding, row gathers, cache
+/// appends, bookkeeping).
+#[derive(Debug, Serialize)]
+struct TimeSplit {
+    prefill_ms_per_example: f64,
+    layers_ms_per_token: f64,
+    propagation_ms_per_token: f64,
+    exit_checks_ms_per_token: f64,
+    head_ms_per_token: f64,
+    other_ms_per_token: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct DecodeRun {
     policy: String,
+    /// The forced exit layer; for `certified`, the mean exit layer rounded down.
     exit_layer: usize,
+    /// Mean exit layer of the generated tokens (the prefill's token excluded).
+    mean_layers: f64,
     batch: usize,
     tokens: usize,
     seconds: f64,
@@ -83,6 +110,8 @@ struct DecodeRun {
     decoder_speedup: f64,
     ideal_speedup: f64,
     speedup_vs_ideal: f64,
+    /// Measured on the last repetition.
+    time_split: TimeSplit,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,21 +164,60 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
     {
         bail!("--examples, --batch, --max-new-tokens and --repeat must be at least 1");
     }
-    let (model, model_name) = match &args.model {
-        Some(dir) => (args.model_args.load(dir)?.model, dir.display().to_string()),
-        None => (
-            crate::model::Model::T5(random_model(&args)?),
-            format!(
+    let checkpoint = match &args.model {
+        Some(dir) => Some(args.model_args.load(dir)?),
+        None => None,
+    };
+    let (model, model_name) = match checkpoint {
+        Some(checkpoint) => (checkpoint, args.model.clone()),
+        None => {
+            let name = format!(
                 "random T5 d_model {} encoder {} decoder {} vocab {}",
                 args.d_model, args.encoder_layers, args.decoder_layers, args.vocab
-            ),
-        ),
+            );
+            return bench(
+                &args,
+                crate::model::Model::T5(random_model(&args)?),
+                name,
+                None,
+                None,
+            );
+        }
     };
-    let depth = model.num_decoder_layers();
+    let dir = model_name.unwrap_or_default();
+    let inputs = match &args.data {
+        Some(data) => {
+            let examples =
+                crate::data::read_task_examples(data, args.task.as_deref(), Some(args.examples))?;
+            crate::record::replay::encode_examples(&model, &examples, data)?
+                .into_iter()
+                .map(|e| e.input_ids)
+                .collect()
+        }
+        None => random_inputs(&args, &model.model),
+    };
+    let certified = match &args.thresholds {
+        Some(path) => match super::generate::certified_policy(path, &model, &dir)?.0 {
+            ExitPolicy::Never => bail!("{}: nothing certified to time", path.display()),
+            policy => Some(policy),
+        },
+        None => None,
+    };
+    bench(
+        &args,
+        model.model,
+        dir.display().to_string(),
+        Some(inputs),
+        certified,
+    )
+}
+
+/// `--examples` random inputs of `--input-tokens` tokens (T5's ending with `</s>`).
+fn random_inputs(args: &BenchDecodeArgs, model: &crate::model::Model) -> Vec<Vec<u32>> {
     let mut rng = Rng::new(11);
     let vocab = model.vocab_size() as u64;
     let eos = model.as_t5().map(|m| m.config.eos());
-    let inputs: Vec<Vec<u32>> = (0..args.examples)
+    (0..args.examples)
         .map(|_| {
             let mut ids: Vec<u32> = (0..args.input_tokens.max(1) - 1)
                 .map(|_| 3 + rng.below(vocab.saturating_sub(3).max(1)) as u32)
@@ -157,7 +225,24 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
             ids.extend(eos);
             ids
         })
-        .collect();
+        .collect()
+}
+
+fn bench(
+    args: &BenchDecodeArgs,
+    model: crate::model::Model,
+    model_name: String,
+    inputs: Option<Vec<Vec<u32>>>,
+    certified: Option<ExitPolicy>,
+) -> Result<u8> {
+    let depth = model.num_decoder_layers();
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => random_inputs(args, &model),
+    };
+    if inputs.is_empty() {
+        bail!("no inputs to decode");
+    }
     let mut policies: Vec<(String, usize, ExitPolicy)> =
         vec![("full".into(), depth, ExitPolicy::Never)];
     let layers: Vec<usize> = match &args.exit_layers {
@@ -202,6 +287,9 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
             ));
         }
     }
+    if let Some(policy) = certified {
+        policies.push(("certified".into(), 0, policy));
+    }
     let mut runs = Vec::new();
     for &batch in &args.batch {
         // Encoder time for these inputs, measured once, is subtracted to get decoder time.
@@ -233,7 +321,9 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
             let mut seconds = f64::INFINITY;
             let mut tokens = 0;
             let mut exit_layers = Vec::new();
+            let mut profile = crate::model::profile::TimeProfile::default();
             for _ in 0..args.repeat {
+                crate::model::profile::begin();
                 let start = Instant::now();
                 tokens = 0;
                 exit_layers.clear();
@@ -246,17 +336,39 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
                     }
                 }
                 seconds = seconds.min(start.elapsed().as_secs_f64());
+                profile = crate::model::profile::end();
             }
-            if exit_layers.iter().any(|l| l != layer) {
+            let certified_run = name == "certified";
+            if !certified_run && exit_layers.iter().any(|l| l != layer) {
                 bail!("benchmark policy {name} did not exit at layer {layer}");
             }
+            let mean_layers = if exit_layers.is_empty() {
+                depth as f64
+            } else {
+                exit_layers.iter().sum::<usize>() as f64 / exit_layers.len() as f64
+            };
             let decoder_ms = (seconds - encoder_seconds).max(0.0) * 1000.0 / tokens.max(1) as f64;
             let full = *full_ms.get_or_insert(decoder_ms);
-            let ideal = depth as f64 / *layer as f64;
+            let ideal = depth as f64 / mean_layers;
+            let per_token = |s: f64| s * 1000.0 / tokens.max(1) as f64;
+            let time_split = TimeSplit {
+                prefill_ms_per_example: encoder_seconds * 1000.0 / inputs.len() as f64,
+                layers_ms_per_token: per_token(profile.layers_seconds),
+                propagation_ms_per_token: per_token(profile.propagation_seconds),
+                exit_checks_ms_per_token: per_token(profile.exit_checks_seconds),
+                head_ms_per_token: per_token(profile.head_seconds),
+                other_ms_per_token: (decoder_ms - per_token(profile.decode_parts_seconds()))
+                    .max(0.0),
+            };
             let speedup = full / decoder_ms;
             runs.push(DecodeRun {
                 policy: name.clone(),
-                exit_layer: *layer,
+                exit_layer: if certified_run {
+                    mean_layers.floor() as usize
+                } else {
+                    *layer
+                },
+                mean_layers,
                 batch,
                 tokens,
                 seconds,
@@ -265,6 +377,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
                 decoder_speedup: speedup,
                 ideal_speedup: ideal,
                 speedup_vs_ideal: speedup / ideal,
+                time_split,
             });
         }
     }
@@ -275,8 +388,8 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         d_model: model.hidden_size(),
         vocab: model.vocab_size(),
         threads: args.threads,
-        examples: args.examples,
-        input_tokens: args.input_tokens,
+        examples: inputs.len(),
+        input_tokens: inputs.iter().map(Vec::len).sum::<usize>() / inputs.len(),
         max_new_tokens: args.max_new_tokens,
         repeat: args.repeat,
         runs,
@@ -309,6 +422,27 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
                 r.speedup_vs_ideal * 100.0
             );
         }
+    }
+    println!();
+    println!("where the time goes (ms; prefill per example, the rest per generated token)");
+    println!(
+        "{:<16} {:>5} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "policy", "batch", "layers", "prefill", "layers", "propag.", "checks", "head", "other"
+    );
+    for r in &result.runs {
+        let t = &r.time_split;
+        println!(
+            "{:<16} {:>5} {:>6.2} {:>9.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+            r.policy,
+            r.batch,
+            r.mean_layers,
+            t.prefill_ms_per_example,
+            t.layers_ms_per_token,
+            t.propagation_ms_per_token,
+            t.exit_checks_ms_per_token,
+            t.head_ms_per_token,
+            t.other_ms_per_token
+        );
     }
     Ok(0)
 }

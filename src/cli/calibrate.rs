@@ -22,8 +22,9 @@ pub struct CalibrateArgs {
     pub records: Vec<PathBuf>,
     /// Run this checkpoint (a directory or a .gguf file, as for `calm generate`) over --data
     /// to make the records (instead of --records)
-    /// [default without --records: the embedded model, datasets/bible/model, with its
-    /// calibration split's first 1,000 modernize examples and its test split for the benchmark].
+    /// [default without --records: the embedded model, datasets/bible/model]. Without --data,
+    /// any model runs the main job's defaults: the calibration split's first 1,000 modernize
+    /// examples, and its test split for the benchmark.
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     #[command(flatten)]
@@ -94,6 +95,11 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
                 );
             }
             args.model = Some(model);
+        }
+        if args.sweep.data.is_none() {
+            // The embedded calibration split comes with the main job's defaults, whatever the
+            // model (`--model datasets/bible/model-llama` is the decoder-only main job).
+            args.sweep.data = Some(PathBuf::from(DEFAULT_DATA));
             if args.sweep.task.is_none() {
                 args.sweep.task = Some(DEFAULT_TASK.to_string());
             }
@@ -104,9 +110,6 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
                 args.sweep.max_examples = Some(DEFAULT_MAX_EXAMPLES);
             }
         }
-        if args.sweep.data.is_none() {
-            args.sweep.data = Some(PathBuf::from(DEFAULT_DATA));
-        }
     }
     let out = match (&args.out, &args.model) {
         (Some(out), _) => out.clone(),
@@ -114,13 +117,13 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
             let name = model
                 .file_name()
                 .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-            let name = if name == "model" {
-                model
+            // `…/bible/model` → `bible`, `…/bible/model-llama` → `bible-llama`.
+            let name = match name.strip_prefix("model") {
+                Some(suffix) if suffix.is_empty() || suffix.starts_with('-') => model
                     .parent()
                     .and_then(|p| p.file_name())
-                    .map_or(name.clone(), |n| n.to_string_lossy().into_owned())
-            } else {
-                name
+                    .map_or(name.clone(), |n| format!("{}{suffix}", n.to_string_lossy())),
+                _ => name,
             };
             let task = args.sweep.task.clone().unwrap_or_else(|| "all".into());
             let consistency = serde_json::to_value(args.sweep.consistency)?

@@ -108,7 +108,7 @@ impl GenerateArgs {
 
 /// The certified policy and output length N of a thresholds file made for this checkpoint
 /// (None for a config made from records, which names no model or N).
-fn certified_policy(
+pub(super) fn certified_policy(
     path: &Path,
     checkpoint: &Checkpoint,
     model_dir: &Path,

@@ -13,9 +13,27 @@ use std::path::PathBuf;
 Example:\n  calm train --data datasets/bible/train.jsonl.gz --out runs/bible-model --steps 20000"
 )]
 pub struct TrainArgs {
+    /// The model to train from scratch: `t5` (encoder-decoder) or `llama` (decoder-only
+    /// `LlamaForCausalLM` on prompt → completion pairs, the loss on the completion only, its
+    /// tokenizer ending every prompt with `<sep>`). `llama` reads --d-model as the hidden size,
+    /// --d-ff as the SwiGLU width and --decoder-layers as its layers; --encoder-layers does not
+    /// apply.
+    #[arg(long, value_enum, default_value_t = Architecture::T5)]
+    pub architecture: Architecture,
+    /// `--architecture llama`: key/value heads (grouped-query attention) [default: --heads].
+    #[arg(long, value_name = "N")]
+    pub kv_heads: Option<usize>,
+    /// `--architecture llama`: the longest sequence (prompt and output, tokens) the model
+    /// takes (`max_position_embeddings`).
+    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    pub max_positions: usize,
     /// Training examples (JSONL or JSONL.gz with id, task, input, reference); tasks mix by prefix.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub data: Vec<PathBuf>,
+    /// Decoder-only models: train on this task's examples only (e.g. `modernize`) [default:
+    /// every task, mixed by prefix].
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
     /// Checkpoint directory (config.json, model.safetensors, tokenizer.json, trainer state, log).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -40,7 +58,8 @@ pub struct TrainArgs {
     /// Tie the LM head to the embeddings (original T5) instead of T5 v1.1's separate head.
     #[arg(long)]
     pub tie_embeddings: bool,
-    /// Skip pairs longer than this many tokens on either side.
+    /// Skip pairs longer than this many tokens on either side (decoder-only: prompt and
+    /// completion together).
     #[arg(long, default_value_t = 64)]
     pub max_tokens_per_sequence: usize,
     /// Padded tokens (source + target) per batch.
@@ -108,6 +127,15 @@ pub struct TrainArgs {
     pub stop_after_steps: Option<usize>,
 }
 
+/// The model `calm train` builds from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Architecture {
+    /// T5 v1.1 encoder-decoder.
+    T5,
+    /// Llama decoder-only.
+    Llama,
+}
+
 /// Whether `--init-from` names a decoder-only model: a GGUF file, or a config.json that the
 /// checkpoint loader reads as not T5's.
 fn is_decoder_only(path: &std::path::Path) -> bool {
@@ -142,12 +170,54 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         steps: args.stop_after_steps,
         seconds: args.stop_after_minutes.map(|m| m * 60.0),
     };
-    if let Some(init) = args.init_from.as_ref().filter(|p| is_decoder_only(p)) {
+    let scratch_llama = args.architecture == Architecture::Llama;
+    if scratch_llama {
+        if args.init_from.is_some() {
+            bail!("--architecture llama trains from scratch; to fine-tune a decoder-only model give only --init-from");
+        }
+        if args.copy_curriculum_steps > 0 {
+            bail!("--copy-curriculum-steps applies to --architecture t5");
+        }
+        if args.prompt_template.is_some() {
+            bail!("--architecture llama ends prompts with its tokenizer's <sep>; --prompt-template applies to --init-from");
+        }
+        let definition = crate::train::decoder_only::ScratchBase {
+            data: args.data.clone(),
+            task: args.task.clone(),
+            shape: crate::model::llama::init::LlamaShape {
+                vocab_size: args.vocab_size,
+                hidden_size: args.d_model,
+                intermediate_size: args.d_ff,
+                layers: args.decoder_layers,
+                heads: args.heads,
+                kv_heads: args.kv_heads.unwrap_or(args.heads),
+                tie_embeddings: args.tie_embeddings,
+                max_positions: args.max_positions,
+            },
+            seed: args.seed,
+        };
+        definition.shape.config(None, 1)?;
+        crate::train::decoder_only::prepare_scratch_base(
+            &definition,
+            &args.out.join(crate::train::decoder_only::BASE_DIR),
+        )?;
+    } else if args.kv_heads.is_some() {
+        bail!("--kv-heads applies to --architecture llama");
+    }
+    let decoder_only_init = if scratch_llama {
+        Some(args.out.join(crate::train::decoder_only::BASE_DIR))
+    } else {
+        args.init_from.clone().filter(|p| is_decoder_only(p))
+    };
+    if let Some(init) = decoder_only_init {
         if let Some(t) = &args.prompt_template {
             crate::model::PromptFormat::from_template(t)?;
         }
         let options = crate::train::decoder_only::FineTuneOptions {
-            init_from: init.clone(),
+            copy_share: args.copy_share,
+            copy_tasks: args.copy_tasks,
+            task: args.task,
+            init_from: init,
             data: args.data,
             prompt_template: args.prompt_template,
             exit_layers: args.exit_layers,
@@ -173,8 +243,8 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         );
         return Ok(0);
     }
-    if !args.exit_layers.is_empty() || args.prompt_template.is_some() {
-        bail!("--exit-layers and --prompt-template apply to fine-tuning a decoder-only model (--init-from)");
+    if !args.exit_layers.is_empty() || args.prompt_template.is_some() || args.task.is_some() {
+        bail!("--exit-layers, --prompt-template and --task apply to decoder-only models (--init-from a Llama-family model, or --architecture llama)");
     }
     let options = TrainOptions {
         data: args.data,

@@ -8,6 +8,7 @@ use super::exit::{decayed_threshold, top_two, ExitPolicy, Measure};
 use super::family::{select_rows, ExitFamily, LayerCache};
 use super::layers::row_cosine;
 use super::loaded::Model;
+use super::profile::{timed, Part};
 use super::t5::T5Model;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, D};
@@ -243,7 +244,7 @@ fn generate_group<F: ExitFamily>(
     inputs: &[Vec<u32>],
     options: &GenerationOptions,
 ) -> Result<Vec<Generation>> {
-    let start = model.start(inputs)?;
+    let start = timed(Part::Prefill, || model.start(inputs))?;
     let batch = inputs.len();
     let mut decoder = DecoderRun {
         model,
@@ -265,7 +266,7 @@ fn generate_group<F: ExitFamily>(
         // first output token is the top layer's (no exit, nothing to propagate).
         if options.max_new_tokens > 0 {
             let depth = model.num_layers();
-            let tokens = exit_argmax(model, &states[depth - 1])?;
+            let tokens = timed(Part::Prefill, || exit_argmax(model, &states[depth - 1]))?;
             let mut records = if options.record_all_layers {
                 let mut all = vec![decoder.embed_placeholder()?];
                 all.extend(states.iter().cloned());
@@ -434,15 +435,17 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
                     )),
                     _ => None,
                 };
-                let (out, k, v) = model.layer_step(
-                    layer - 1,
-                    &h,
-                    past.as_ref().map(|(k, v)| (k, v)),
-                    &position,
-                    self.batch_state,
-                    &active,
-                    self.batch,
-                )?;
+                let (out, k, v) = timed(Part::Layers, || {
+                    model.layer_step(
+                        layer - 1,
+                        &h,
+                        past.as_ref().map(|(k, v)| (k, v)),
+                        &position,
+                        self.batch_state,
+                        &active,
+                        self.batch,
+                    )
+                })?;
                 active_out = Some(out);
                 active_kv = Some((k, v));
                 previous_active = Some(h);
@@ -452,7 +455,9 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
             let mut inactive_state = None;
             if !inactive.is_empty() {
                 let h = select(&state, &inactive, self.batch)?;
-                inactive_kv = Some(model.propagate(layer - 1, &h, &position)?);
+                inactive_kv = Some(timed(Part::Propagation, || {
+                    model.propagate(layer - 1, &h, &position)
+                })?);
                 inactive_state = Some(h);
             }
             let new_k = merge(
@@ -499,7 +504,9 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
                     tau,
                     min_exit,
                 } => {
-                    let (conf, softmax_argmax) = confidences(model, measure, layer, out, prev)?;
+                    let (conf, softmax_argmax) = timed(Part::ExitChecks, || {
+                        confidences(model, measure, layer, out, prev)
+                    })?;
                     let threshold = decayed_threshold(lambda, tau, t, options.max_new_tokens);
                     for (position, &row) in active.iter().enumerate() {
                         confidence_log[row].push(conf[position]);
@@ -515,7 +522,9 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
             let exiting_positions: Vec<usize> = (0..active.len()).filter(|&p| exiting[p]).collect();
             let chosen = match argmax {
                 Some(all) => exiting_positions.iter().map(|&p| all[p]).collect(),
-                None => exit_argmax(model, &select(out, &exiting_positions, active.len())?)?,
+                None => timed(Part::Head, || {
+                    exit_argmax(model, &select(out, &exiting_positions, active.len())?)
+                })?,
             };
             for (&position, token) in exiting_positions.iter().zip(chosen) {
                 let row = active[position];

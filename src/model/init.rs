@@ -73,7 +73,7 @@ pub fn parameter_shapes(
 }
 
 /// A standard normal sample (Box–Muller).
-fn normal(rng: &mut Rng) -> f64 {
+pub(crate) fn normal(rng: &mut Rng) -> f64 {
     let u1 = 1.0 - rng.uniform();
     let u2 = rng.uniform();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()

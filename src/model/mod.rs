@@ -15,6 +15,7 @@ pub mod init;
 pub mod layers;
 pub mod llama;
 pub mod loaded;
+pub mod profile;
 pub mod prompt;
 pub mod t5;
 

@@ -139,9 +139,13 @@ fn classifier_pairs(
     let Some(llama) = checkpoint.model.as_llama() else {
         return load_pairs(data, max_tokens, &checkpoint.tokenizer);
     };
-    let pairs = super::prompt_pairs(data, checkpoint, llama.eos().first().copied(), |p| {
-        p.source.len() <= max_tokens && p.target.len() <= max_tokens
-    })?;
+    let examples = super::read_all_examples(data, None)?;
+    let pairs = super::prompt_pairs(
+        examples.iter().map(|(path, e)| (path.as_path(), e)),
+        checkpoint,
+        llama.eos().first().copied(),
+        |p| p.source.len() <= max_tokens && p.target.len() <= max_tokens,
+    )?;
     if pairs.is_empty() {
         bail!("no pairs within {max_tokens} tokens a side");
     }

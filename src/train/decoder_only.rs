@@ -7,6 +7,7 @@
 use super::batches::{epoch_batches, Pair};
 use super::optimizer::{learning_rate, AdamW, AdamWConfig};
 use super::{safetensors_bytes, StopAt};
+use crate::model::llama::init::LlamaShape;
 use crate::model::llama::weights::Weights;
 use crate::model::llama::{LlamaConfig, LlamaModel};
 use crate::model::{Checkpoint, PromptFormat};
@@ -25,6 +26,9 @@ pub struct FineTuneOptions {
     /// A Llama-family checkpoint directory (one model.safetensors) or a llama GGUF file.
     pub init_from: PathBuf,
     pub data: Vec<PathBuf>,
+    /// Train on this task's examples only (all tasks when None).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// The prompt template (`{input}`), None for inputs as given.
     pub prompt_template: Option<String>,
     /// 1-based layers whose exits enter the loss; empty: every layer.
@@ -38,6 +42,13 @@ pub struct FineTuneOptions {
     pub clip_norm: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// Share of examples that also appear as an identity pair (task prefix + reference →
+    /// reference); 0 disables it.
+    #[serde(default)]
+    pub copy_share: f64,
+    /// Tasks whose examples get identity pairs; empty means every task.
+    #[serde(default)]
+    pub copy_tasks: Vec<String>,
 }
 
 /// Progress saved with every checkpoint.
@@ -54,7 +65,9 @@ pub struct FineTuneState {
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const LOG_FILE: &str = "train_log.csv";
-const BASE_DIR: &str = "base";
+/// The subdirectory of a run that holds its starting checkpoint in HF layout (a GGUF file
+/// written out, or a from-scratch model).
+pub const BASE_DIR: &str = "base";
 
 /// ω_i = i / Σ_{j∈S} j for the layers i of S (1-based).
 pub fn subset_layer_weights(layers: &[usize]) -> Vec<f64> {
@@ -92,14 +105,41 @@ fn batch(pairs: &[Pair], rows: &[usize], device: &Device) -> Result<(Tensor, Ten
     ))
 }
 
+/// Flat indices (row-major over [B, T]) of the positions where `mask` is 1.
+fn completion_positions(mask: &Tensor) -> Result<Tensor> {
+    let flat = mask.flatten_all()?.to_vec1::<u32>()?;
+    let picked: Vec<u32> = (0..flat.len() as u32)
+        .filter(|&i| flat[i as usize] == 1)
+        .collect();
+    if picked.is_empty() {
+        bail!("a training batch has no completion tokens");
+    }
+    Ok(Tensor::new(picked, mask.device())?)
+}
+
 fn pairs(
     options: &FineTuneOptions,
     checkpoint: &Checkpoint,
     model: &LlamaModel,
 ) -> Result<Vec<Pair>> {
     let limit = options.max_tokens_per_sequence;
+    let task = options.task.as_deref();
+    let mut examples = super::read_all_examples(&options.data, task)?;
+    if options.copy_share > 0.0 {
+        let identities = super::identity_examples(
+            &options.data,
+            options.copy_share,
+            &options.copy_tasks,
+            options.seed,
+        )?;
+        examples.extend(
+            identities
+                .into_iter()
+                .filter(|(_, e)| task.is_none_or(|t| e.task == t)),
+        );
+    }
     let pairs = super::prompt_pairs(
-        &options.data,
+        examples.iter().map(|(path, e)| (path.as_path(), e)),
         checkpoint,
         model.eos().first().copied(),
         |p| p.source.len() + p.target.len() <= limit,
@@ -219,6 +259,10 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
     };
     std::fs::create_dir_all(out)?;
     let log_path = out.join(LOG_FILE);
+    if log_path.exists() {
+        // A run killed between checkpoints logged steps it will now redo.
+        super::truncate_log(&log_path, state.step)?;
+    }
     let new_log = !log_path.exists();
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -233,6 +277,7 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
         )?;
     }
     let weights = subset_layer_weights(&layers);
+    let progress = super::step_progress(options.steps, state.step)?;
     let mut batches = epoch_batches(&pairs, options.batch_tokens, options.seed, state.epoch);
     let started = Instant::now();
     let elapsed_before = state.elapsed_seconds;
@@ -244,11 +289,24 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
         }
         let (ids, targets, mask) = batch(&pairs, &batches[state.batch_in_epoch], &device)?;
         let states = model.forward_states(&ids)?;
+        // The exit heads only at the positions that predict the completion: the same mean
+        // NLL, without the vocabulary-wide logits of the prompt positions.
+        let predicting = completion_positions(&mask)?;
+        let targets = targets
+            .flatten_all()?
+            .index_select(&predicting, 0)?
+            .unsqueeze(0)?;
+        let ones = Tensor::ones(targets.dims(), DType::U32, &device)?;
         let mut total: Option<Tensor> = None;
         let mut nll_values = Vec::with_capacity(layers.len());
         for (&layer, &weight) in layers.iter().zip(&weights) {
-            let logits = model.head_logits(&states[layer - 1])?;
-            let nll = super::loss::masked_nll(&logits, &targets, &mask)?;
+            let state = &states[layer - 1];
+            let rows = state
+                .flatten_to(1)?
+                .index_select(&predicting, 0)?
+                .unsqueeze(0)?;
+            let logits = model.head_logits(&rows)?;
+            let nll = super::loss::masked_nll(&logits, &targets, &ones)?;
             nll_values.push(nll.to_scalar::<f32>()?);
             let term = (nll * weight)?;
             total = Some(match total {
@@ -287,6 +345,14 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
             state.tokens_seen,
             state.elapsed_seconds
         )?;
+        progress.set_position(state.step as u64);
+        progress.set_message(format!(
+            "loss {loss_value:.3} | layer {} {:.2} … layer {} {:.2}",
+            layers[0],
+            nll_values[0],
+            layers[layers.len() - 1],
+            nll_values[nll_values.len() - 1]
+        ));
         let stopping = stop.steps.is_some_and(|s| state.step >= s)
             || stop
                 .seconds
@@ -302,6 +368,7 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
             break;
         }
     }
+    progress.finish_and_clear();
     Ok(state)
 }
 
@@ -343,6 +410,85 @@ fn save(
         (serde_json::to_string_pretty(state)? + "\n").into_bytes(),
     ));
     write_files_atomically(out, &files)?;
+    Ok(())
+}
+
+/// What defines a from-scratch base model (saved as `scratch.json` beside it): a rerun with
+/// the same definition reuses the base, another is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScratchBase {
+    pub data: Vec<PathBuf>,
+    /// The task whose texts train the tokenizer (all tasks when None).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub shape: LlamaShape,
+    pub seed: u64,
+}
+
+const SCRATCH_FILE: &str = "scratch.json";
+
+/// Write the starting point of a from-scratch decoder-only run into `base` (once; a rerun
+/// checks it is the same): a BPE tokenizer trained on the data's inputs and references whose
+/// post-processor ends every prompt with `<sep>` (so the directory itself records the prompt
+/// format), and a `LlamaForCausalLM` of `shape` with seeded random weights. `calm train`
+/// then fine-tunes it with the CALM loss.
+pub fn prepare_scratch_base(definition: &ScratchBase, base: &Path) -> Result<()> {
+    let scratch_path = base.join(SCRATCH_FILE);
+    if scratch_path.is_file() {
+        let found: ScratchBase = serde_json::from_str(&std::fs::read_to_string(&scratch_path)?)
+            .with_context(|| format!("{}: unreadable", scratch_path.display()))?;
+        if &found != definition {
+            bail!(
+                "{} was made with another shape, data or seed; use another --out or the same options to resume",
+                scratch_path.display()
+            );
+        }
+        return Ok(());
+    }
+    let mut texts = Vec::new();
+    for (_, example) in super::read_all_examples(&definition.data, definition.task.as_deref())? {
+        texts.push(example.input);
+        texts.push(example.reference);
+    }
+    let tokenizer = super::tokenizer::train_prompt_tokenizer(&texts, definition.shape.vocab_size)?;
+    let eos = 1;
+    let shape = LlamaShape {
+        vocab_size: tokenizer.get_vocab_size(true),
+        ..definition.shape
+    };
+    let config = shape.config(None, eos)?;
+    let weights =
+        crate::model::llama::init::random_weights(&config, definition.seed, &Device::Cpu)?;
+    let tokenizer_json = tokenizer
+        .to_string(true)
+        .map_err(|e| anyhow::anyhow!("cannot serialize the tokenizer: {e}"))?;
+    let tokenizer_config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "sep_token": "<sep>",
+        "model_max_length": shape.max_positions,
+    });
+    let generation_config = serde_json::json!({
+        "eos_token_id": eos,
+        "pad_token_id": 0,
+    });
+    let pretty = |v: &serde_json::Value| -> Result<Vec<u8>> {
+        Ok((serde_json::to_string_pretty(v)? + "\n").into_bytes())
+    };
+    write_files_atomically(
+        base,
+        &[
+            ("config.json", pretty(&serde_json::to_value(&config)?)?),
+            ("generation_config.json", pretty(&generation_config)?),
+            ("tokenizer.json", tokenizer_json.into_bytes()),
+            ("tokenizer_config.json", pretty(&tokenizer_config)?),
+            ("model.safetensors", safetensors_bytes(weights.iter())?),
+            (SCRATCH_FILE, pretty(&serde_json::to_value(definition)?)?),
+        ],
+    )
+    .with_context(|| format!("cannot write {}", base.display()))?;
     Ok(())
 }
 

@@ -118,52 +118,71 @@ pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) ->
     Ok(pairs)
 }
 
-/// Decoder-only pairs: the prompt as `checkpoint.encode` gives it (prompt format, BOS), and the
-/// reference followed by `eos`; pairs for which `keep` is false are left out.
-pub fn prompt_pairs(
+/// Every example of the files (of `task` only, when given), each with the file it came from.
+pub fn read_all_examples(
     data: &[PathBuf],
+    task: Option<&str>,
+) -> Result<Vec<(PathBuf, crate::data::Example)>> {
+    let mut examples = Vec::new();
+    for path in data {
+        examples.extend(
+            crate::data::read_task_examples(path, task, None)?
+                .into_iter()
+                .map(|e| (path.clone(), e)),
+        );
+    }
+    Ok(examples)
+}
+
+/// Decoder-only pairs: the prompt as `checkpoint.encode` gives it (prompt format, BOS,
+/// separator), and the reference followed by `eos`; pairs for which `keep` is false are left out.
+pub fn prompt_pairs<'a>(
+    examples: impl IntoIterator<Item = (&'a Path, &'a crate::data::Example)>,
     checkpoint: &crate::model::Checkpoint,
     eos: Option<u32>,
     keep: impl Fn(&Pair) -> bool,
 ) -> Result<Vec<Pair>> {
     let mut pairs = Vec::new();
-    for path in data {
-        for example in read_examples(path)? {
-            let source = checkpoint.encode(&example.input).map_err(|e| {
-                anyhow::anyhow!("{}: example {:?}: {e}", path.display(), example.id)
-            })?;
-            let mut target = checkpoint
-                .tokenizer
-                .encode(example.reference.as_str(), false)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
-                })?
-                .get_ids()
-                .to_vec();
-            target.extend(eos);
-            let pair = Pair { source, target };
-            if keep(&pair) {
-                pairs.push(pair);
-            }
+    for (path, example) in examples {
+        let source = checkpoint
+            .encode(&example.input)
+            .map_err(|e| anyhow::anyhow!("{}: example {:?}: {e}", path.display(), example.id))?;
+        let mut target = checkpoint
+            .tokenizer
+            .encode(example.reference.as_str(), false)
+            .map_err(|e| {
+                anyhow::anyhow!("{}: cannot tokenize {:?}: {e}", path.display(), example.id)
+            })?
+            .get_ids()
+            .to_vec();
+        target.extend(eos);
+        let pair = Pair { source, target };
+        if keep(&pair) {
+            pairs.push(pair);
         }
     }
     Ok(pairs)
 }
 
-/// Identity pairs (the example's task prefix + its reference → its reference) for a seeded
-/// `copy_share` of the training examples of the `copy_tasks` (all tasks when empty).
-pub fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
-    let mut rng = crate::util::rng::Rng::new(options.seed ^ 0xC0FF_EE00);
-    let mut pairs = Vec::new();
+/// Identity examples (the example's task prefix + its reference → its reference) for a seeded
+/// `copy_share` of the training examples of `copy_tasks` (all tasks when empty), each with the
+/// file it came from.
+pub fn identity_examples(
+    data: &[PathBuf],
+    copy_share: f64,
+    copy_tasks: &[String],
+    seed: u64,
+) -> Result<Vec<(PathBuf, crate::data::Example)>> {
+    let mut rng = crate::util::rng::Rng::new(seed ^ 0xC0FF_EE00);
+    let mut examples = Vec::new();
     let mut tasks_seen = std::collections::BTreeSet::new();
-    for path in &options.data {
+    for path in data {
         for example in read_examples(path)? {
             // One draw per example whatever its task, so that restricting the tasks keeps
             // the same examples of the tasks that stay.
-            let drawn = rng.bernoulli(options.copy_share);
+            let drawn = rng.bernoulli(copy_share);
             tasks_seen.insert(example.task.clone());
-            let task_wanted =
-                options.copy_tasks.is_empty() || options.copy_tasks.contains(&example.task);
+            let task_wanted = copy_tasks.is_empty() || copy_tasks.contains(&example.task);
             if !(drawn && task_wanted) {
                 continue;
             }
@@ -171,33 +190,43 @@ pub fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<V
                 .input
                 .split_once(": ")
                 .map_or("", |(prefix, _)| prefix);
-            let source = if prefix.is_empty() {
+            let input = if prefix.is_empty() {
                 example.reference.clone()
             } else {
                 format!("{prefix}: {}", example.reference)
             };
-            let encode = |text: &str| encode_text(tokenizer, text, path, &example.id);
-            let pair = Pair {
-                source: encode(&source)?,
-                target: encode(&example.reference)?,
-            };
-            if pair.source.len() <= options.max_tokens_per_sequence
-                && pair.target.len() <= options.max_tokens_per_sequence
-            {
-                pairs.push(pair);
-            }
+            examples.push((path.clone(), crate::data::Example { input, ..example }));
         }
     }
-    if let Some(missing) = options
-        .copy_tasks
-        .iter()
-        .find(|task| !tasks_seen.contains(*task))
-    {
+    if let Some(missing) = copy_tasks.iter().find(|task| !tasks_seen.contains(*task)) {
         let known: Vec<&str> = tasks_seen.iter().map(String::as_str).collect();
         bail!(
             "copy task {missing:?} does not occur in the training data (its tasks: {})",
             known.join(", ")
         );
+    }
+    Ok(examples)
+}
+
+/// Identity pairs of [`identity_examples`], tokenized for T5, within the length limit.
+pub fn identity_pairs(options: &TrainOptions, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+    let mut pairs = Vec::new();
+    for (path, example) in identity_examples(
+        &options.data,
+        options.copy_share,
+        &options.copy_tasks,
+        options.seed,
+    )? {
+        let encode = |text: &str| encode_text(tokenizer, text, &path, &example.id);
+        let pair = Pair {
+            source: encode(&example.input)?,
+            target: encode(&example.reference)?,
+        };
+        if pair.source.len() <= options.max_tokens_per_sequence
+            && pair.target.len() <= options.max_tokens_per_sequence
+        {
+            pairs.push(pair);
+        }
     }
     Ok(pairs)
 }
@@ -338,7 +367,7 @@ pub fn save_checkpoint(
 }
 
 /// Keep the log's header and its rows up to `step` (the checkpoint being resumed).
-fn truncate_log(path: &Path, step: usize) -> Result<()> {
+pub(crate) fn truncate_log(path: &Path, step: usize) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: unreadable training log", path.display()))?;
     let mut kept = String::with_capacity(text.len());
@@ -393,6 +422,19 @@ fn check_init_shape(config: &T5Config, init: &Path) -> Result<()> {
         bail!("{}: {}", path.display(), differences.join("; "));
     }
     Ok(())
+}
+
+/// A progress bar of optimizer steps on a terminal (hidden in pipes and CI).
+pub(crate) fn step_progress(steps: usize, done: usize) -> Result<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return Ok(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps {elapsed_precise} eta {eta} {msg}",
+    )?);
+    bar.set_position(done as u64);
+    Ok(bar)
 }
 
 /// When to stop before `steps` (a checkpoint is written at the stop); not part of the run's
@@ -514,16 +556,7 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
             layers.join(",")
         )?;
     }
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(options.steps as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps {elapsed_precise} eta {eta} {msg}",
-        )?);
-        bar.set_position(state.step as u64);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = step_progress(options.steps, state.step)?;
 
     let mut batches = epoch_batches(&pairs, options.batch_tokens, options.seed, state.epoch);
     let started = Instant::now();

@@ -92,7 +92,10 @@ fn argmax(x: &[f64]) -> u32 {
 
 impl Reference {
     fn load(name: &str) -> Self {
-        let dir = llama_fixture(name);
+        Self::load_dir(&llama_fixture(name))
+    }
+
+    fn load_dir(dir: &std::path::Path) -> Self {
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
                 .unwrap();
@@ -331,6 +334,53 @@ fn forced_exits_match_a_cache_free_reference() {
     // Negative control: propagating the wrong state changes some output, so the comparison
     // above would catch an engine that did so.
     assert!(varied, "no schedule varied its exit layers");
+    assert!(control_differs);
+}
+
+/// The decoder-only default (`datasets/bible/model-llama`, trained by `calm train --architecture
+/// llama`): threshold exits whose layers vary token to token equal the reference decoder's, and
+/// propagating the wrong state would show.
+#[test]
+fn bible_llama_threshold_exits_match_a_cache_free_reference() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/bible/model-llama");
+    let checkpoint = Checkpoint::load(&dir).unwrap();
+    let reference = Reference::load_dir(&dir);
+    let prompt = checkpoint
+        .encode("modernize: And God said, Let there be light: and there was light.")
+        .unwrap();
+    let (mut varied, mut control_differs) = (false, false);
+    for (measure, lambda) in [
+        (Measure::SoftmaxMax, 0.9),
+        (Measure::SoftmaxMax, 0.6),
+        (Measure::SoftmaxDiff, 0.5),
+        (Measure::State, 0.95),
+    ] {
+        let options = GenerationOptions {
+            max_new_tokens: 14,
+            policy: ExitPolicy::Threshold {
+                measure,
+                lambda,
+                tau: 0.0,
+                min_exit: 1,
+            },
+            record_all_layers: false,
+        };
+        let out = generate(&checkpoint.model, std::slice::from_ref(&prompt), &options).unwrap();
+        let layers = out[0].exit_layers();
+        varied |= layers[1..]
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1;
+        let expected = reference.generate(&prompt, &layers, Propagation::ExitState);
+        assert_eq!(
+            out[0].tokens, expected,
+            "{measure:?} λ {lambda}: exits {layers:?}"
+        );
+        let wrong = reference.generate(&prompt, &layers, Propagation::Embedding);
+        control_differs |= wrong != out[0].tokens;
+    }
+    assert!(varied, "no threshold varied the exit layers");
     assert!(control_differs);
 }
 

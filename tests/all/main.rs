@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bible_llama;
 mod calibration_validity;
 mod ci_docs;
 mod cli_calibrate;

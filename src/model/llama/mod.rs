@@ -5,6 +5,7 @@
 pub mod config;
 pub mod export;
 pub mod gguf;
+pub mod init;
 pub mod layers;
 pub mod weights;
 

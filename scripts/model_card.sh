@@ -7,6 +7,9 @@
 #
 #   scripts/model_card.sh MODEL_DIR [JOBS] [MAX_EXAMPLES] > model-card-numbers.md
 #
+# TASKS (default: "modernize translate-en-fr") names the tasks, e.g. TASKS=modernize for the
+# decoder-only default, which was trained on modernize only.
+#
 # MAX_EXAMPLES (default: all, about 2,050 a task) caps the examples per task: each costs ten
 # decodings (full model, eight forced exits, oracle).
 set -euo pipefail
@@ -21,7 +24,7 @@ CALM="$CARGO_TARGET_DIR/debug/calm"
 echo "# Measured on $(date -u +%Y-%m-%d) with \`scripts/model_card.sh $*\`"
 echo
 echo "model.safetensors sha256: $(sha256sum "$MODEL/model.safetensors" | cut -d' ' -f1)"
-for task in modernize translate-en-fr; do
+for task in ${TASKS:-modernize translate-en-fr}; do
   echo
   echo "## $task (datasets/bible/test.jsonl.gz)"
   echo

@@ -2,29 +2,16 @@
 //! Each function returns, per hypothesis, whether H_j: R(λ_j) > δ is rejected, i.e. λ_j is certified.
 //! All comparisons use `p ≤ level`.
 
-use serde::{Deserialize, Serialize};
-
-/// How the candidates' p-values are combined so that P(any certified candidate has risk > δ) ≤ ε.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum Procedure {
-    /// One fixed-sequence test per (measure, τ) chain, lambdas from largest to smallest, each chain
-    /// at level ε/K (Bonferroni across the K chains). CALM Algorithm 1 when K = 1. Default.
-    FixedSequence,
-    /// Reject every candidate with p ≤ ε/N.
-    Bonferroni,
-    /// Holm's step-down procedure over all N candidates.
-    Holm,
-}
-
-impl Procedure {
-    pub fn name(self) -> &'static str {
-        match self {
-            Procedure::FixedSequence => "fixed-sequence",
-            Procedure::Bonferroni => "bonferroni",
-            Procedure::Holm => "holm",
-        }
+crate::named_enum! {
+    /// How the candidates' p-values are combined so that P(any certified candidate has risk > δ) ≤ ε.
+    pub enum Procedure ("procedure") {
+        /// One fixed-sequence test per (measure, τ) chain, lambdas from largest to smallest, each
+        /// chain at level ε/K (Bonferroni across the K chains). CALM Algorithm 1 when K = 1. Default.
+        FixedSequence => "fixed-sequence",
+        /// Reject every candidate with p ≤ ε/N.
+        Bonferroni => "bonferroni",
+        /// Holm's step-down procedure over all N candidates.
+        Holm => "holm",
     }
 }
 

@@ -4,34 +4,20 @@
 //! Bates et al. "Distribution-free, risk-controlling prediction sets" (2021, §3.1) for WSR.
 
 use super::binomial::ln_binomial_cdf;
-use serde::{Deserialize, Serialize};
 
-/// Which p-value to compute for every candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum PValueMethod {
-    /// Hoeffding–Bentkus: min(tight Hoeffding, Bentkus), capped at 1 (LTT Prop. 3). Default.
-    Hb,
-    /// Simple Hoeffding: exp(−2n·(δ − R̂)₊²).
-    Hoeffding,
-    /// Bentkus: e·P(Binomial(n, δ) ≤ ⌈n·R̂⌉), capped at 1.
-    Bentkus,
-    /// Exact binomial tail P(Binomial(n, δ) ≤ k); 0/1 losses only.
-    Binomial,
-    /// One-sided Waudby-Smith–Ramdas betting p-value (predictable mixture, Ville's inequality).
-    Wsr,
-}
-
-impl PValueMethod {
-    pub fn name(self) -> &'static str {
-        match self {
-            PValueMethod::Hb => "hb",
-            PValueMethod::Hoeffding => "hoeffding",
-            PValueMethod::Bentkus => "bentkus",
-            PValueMethod::Binomial => "binomial",
-            PValueMethod::Wsr => "wsr",
-        }
+crate::named_enum! {
+    /// Which p-value to compute for every candidate.
+    pub enum PValueMethod ("p-value") {
+        /// Hoeffding–Bentkus: min(tight Hoeffding, Bentkus), capped at 1 (LTT Prop. 3). Default.
+        Hb => "hb",
+        /// Simple Hoeffding: exp(−2n·(δ − R̂)₊²).
+        Hoeffding => "hoeffding",
+        /// Bentkus: e·P(Binomial(n, δ) ≤ ⌈n·R̂⌉), capped at 1.
+        Bentkus => "bentkus",
+        /// Exact binomial tail P(Binomial(n, δ) ≤ k); 0/1 losses only.
+        Binomial => "binomial",
+        /// One-sided Waudby-Smith–Ramdas betting p-value (predictable mixture, Ville's inequality).
+        Wsr => "wsr",
     }
 }
 

@@ -56,7 +56,7 @@ pub struct SweepArgs {
     pub consistency: Consistency,
     /// Metric of the consistency loss: rouge-l, bleu, chrf, token-f1, exact (and the others of `calm score`).
     #[arg(long, default_value = "rouge-l")]
-    pub metric: String,
+    pub metric: Metric,
     /// Use at most this many examples (the first ones of the file).
     #[arg(long)]
     pub max_examples: Option<usize>,
@@ -101,14 +101,6 @@ fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
         Some((k, n)) if k >= 1 && k <= n => Ok((k, n)),
         _ => Err(format!("expected k/N with 1 <= k <= N, got {text:?}")),
     }
-}
-
-/// A metric by name (`rouge-l`, `bleu`, `chrf`, `token-f1`, `exact`, … — see [`Metric::from_name`]).
-pub fn parse_metric(name: &str) -> Result<Metric> {
-    Metric::from_name(name).with_context(|| {
-        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        format!("unknown metric {name:?} (known: {})", known.join(", "))
-    })
 }
 
 /// The λ grid: per measure from the data, or one list for all.
@@ -196,7 +188,7 @@ fn prepare(model_dir: &Path, args: &SweepArgs) -> Result<Prepared> {
     let data = args.data.as_ref().context("--model needs --data")?;
     // One compute thread per decoder; the parallelism is --jobs decoders.
     super::generate::set_threads(1);
-    let metric = parse_metric(&args.metric)?;
+    let metric = args.metric;
     let grid_share = args.grid_share.unwrap_or(match args.lambdas {
         LambdaGrid::Auto => 0.1,
         LambdaGrid::Values(_) => 0.0,

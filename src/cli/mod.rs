@@ -30,7 +30,9 @@ pub const EXIT_ERROR: u8 = 2;
     name = "calm",
     version,
     about = "Confident Adaptive Language Modeling: early-exit decoding with certified quality",
-    long_about = "calm makes encoder-decoder generation faster by exiting decoder layers early, and \
+    help_expected = true,
+    long_about = "calm makes text generation (T5 encoder-decoders, Llama-family decoder-only models) \
+                  faster by exiting decoder layers early, and \
                   certifies with Learn then Test that the speed-up costs no more quality than you \
                   allow: P(risk <= delta) >= 1 - epsilon."
 )]

@@ -1,6 +1,5 @@
 //! `calm score`: text metrics on (prediction, reference) pairs, one score per line.
 
-use super::calibrate_model::parse_metric;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
@@ -15,7 +14,7 @@ Example:\n  echo '{\"prediction\": \"the cat sat\", \"reference\": \"the cat sat
 pub struct ScoreArgs {
     /// Metric (rouge-score / sacrebleu / SQuAD conventions); scores are in [0, 1].
     #[arg(long)]
-    pub metric: String,
+    pub metric: crate::metrics::Metric,
     /// JSON lines with `prediction` and `reference` strings (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     pub pairs: PathBuf,
@@ -31,7 +30,7 @@ struct Pair {
 }
 
 pub fn run(args: ScoreArgs) -> Result<u8> {
-    let metric = parse_metric(&args.metric)?;
+    let metric = args.metric;
     let reader: Box<dyn Read> = if args.pairs.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {

@@ -305,6 +305,83 @@ fn generate_group<F: ExitFamily>(
     Ok(results)
 }
 
+/// One decoder layer run at one position.
+struct LayerAdvance {
+    /// Every row's state after the layer (propagated rows keep their exit state).
+    state: Tensor,
+    /// For the active rows: their output and their input state of this layer.
+    active: Option<(Tensor, Tensor)>,
+}
+
+/// What an exit decision reads at one layer.
+struct ExitContext<'a> {
+    /// 1-based layer just run.
+    layer: usize,
+    /// Output position.
+    t: usize,
+    /// The active rows' states after and before the layer.
+    out: &'a Tensor,
+    previous: &'a Tensor,
+    /// The active rows (batch indices), in the order of `out`'s rows.
+    active: &'a [usize],
+    /// Forced exit layer per batch row (fixed exits, the oracle).
+    targets: Option<&'a [usize]>,
+}
+
+/// The exit decision of one layer for the active rows.
+struct ExitDecision {
+    /// Per active row: whether it exits here.
+    exiting: Vec<bool>,
+    /// Per active row: the policy measure's confidence (threshold policies only).
+    confidences: Option<Vec<Option<f32>>>,
+    /// Per active row: the exit head's argmax when a softmax measure computed it.
+    softmax_argmax: Option<Vec<u32>>,
+}
+
+/// The policy's exit decision at `context.layer` (CALM §3: exit once c ≥ λ_t, Eq. 5's
+/// decaying threshold; the top layer always exits; fixed and oracle exits at their layer).
+fn decide_exits<F: ExitFamily>(
+    model: &F,
+    options: &GenerationOptions,
+    context: ExitContext<'_>,
+) -> Result<ExitDecision> {
+    let rows = context.active.len();
+    let mut decision = ExitDecision {
+        exiting: vec![false; rows],
+        confidences: None,
+        softmax_argmax: None,
+    };
+    match options.policy {
+        _ if context.layer == model.num_layers() => decision.exiting = vec![true; rows],
+        ExitPolicy::Never => {}
+        ExitPolicy::Fixed(_) | ExitPolicy::Oracle => {
+            if let Some(targets) = context.targets {
+                for (position, &row) in context.active.iter().enumerate() {
+                    decision.exiting[position] = targets[row] == context.layer;
+                }
+            }
+        }
+        ExitPolicy::Threshold {
+            measure,
+            lambda,
+            tau,
+            min_exit,
+        } => {
+            let (conf, softmax_argmax) = timed(Part::ExitChecks, || {
+                confidences(model, measure, context.layer, context.out, context.previous)
+            })?;
+            let threshold = decayed_threshold(lambda, tau, context.t, options.max_new_tokens);
+            for (position, c) in conf.iter().enumerate() {
+                decision.exiting[position] =
+                    context.layer >= min_exit && c.is_some_and(|c| c as f64 >= threshold);
+            }
+            decision.confidences = Some(conf);
+            decision.softmax_argmax = softmax_argmax;
+        }
+    }
+    Ok(decision)
+}
+
 /// Decoder state of one batch across output positions.
 struct DecoderRun<'a, F: ExitFamily> {
     model: &'a F,
@@ -374,6 +451,80 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
         Ok(per_row)
     }
 
+    /// Run decoder layer `layer` (1-based) at one position: the active rows in full, the others
+    /// by K/V propagation from their exit state (CALM §3.2); both write the layer's cache. The
+    /// per-layer computation, apart from any exit decision.
+    fn advance_layer(
+        &mut self,
+        layer: usize,
+        state: &Tensor,
+        active: &[usize],
+        position: &F::Position,
+    ) -> Result<LayerAdvance> {
+        let model = self.model;
+        let inactive: Vec<usize> = (0..self.batch).filter(|r| !active.contains(r)).collect();
+        let cache = &self.caches[layer - 1];
+        let mut active_run = None;
+        let mut active_kv = None;
+        if !active.is_empty() {
+            let h = select(state, active, self.batch)?;
+            let past = match (&cache.keys, &cache.values) {
+                (Some(k), Some(v)) => Some((
+                    select(k, active, self.batch)?,
+                    select(v, active, self.batch)?,
+                )),
+                _ => None,
+            };
+            let (out, k, v) = timed(Part::Layers, || {
+                model.layer_step(
+                    layer - 1,
+                    &h,
+                    past.as_ref().map(|(k, v)| (k, v)),
+                    position,
+                    self.batch_state,
+                    active,
+                    self.batch,
+                )
+            })?;
+            active_run = Some((out, h));
+            active_kv = Some((k, v));
+        }
+        let mut inactive_kv = None;
+        let mut inactive_state = None;
+        if !inactive.is_empty() {
+            let h = select(state, &inactive, self.batch)?;
+            inactive_kv = Some(timed(Part::Propagation, || {
+                model.propagate(layer - 1, &h, position)
+            })?);
+            inactive_state = Some(h);
+        }
+        let new_k = merge(
+            active_kv.as_ref().map(|kv| &kv.0),
+            active,
+            inactive_kv.as_ref().map(|kv| &kv.0),
+            &inactive,
+        )?;
+        let new_v = merge(
+            active_kv.as_ref().map(|kv| &kv.1),
+            active,
+            inactive_kv.as_ref().map(|kv| &kv.1),
+            &inactive,
+        )?;
+        let cache = &mut self.caches[layer - 1];
+        append_position(&mut cache.keys, new_k)?;
+        append_position(&mut cache.values, new_v)?;
+        let state = merge(
+            active_run.as_ref().map(|(out, _)| out),
+            active,
+            inactive_state.as_ref(),
+            &inactive,
+        )?;
+        Ok(LayerAdvance {
+            state,
+            active: active_run,
+        })
+    }
+
     /// Decode position t for every unfinished row; returns a trace per row (None if finished).
     fn step(
         &mut self,
@@ -419,111 +570,37 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
         let mut confidence_log: Vec<Vec<Option<f32>>> = vec![Vec::new(); self.batch];
         let mut state = x;
         for layer in 1..=depth {
-            let inactive: Vec<usize> = (0..self.batch).filter(|r| !active.contains(r)).collect();
-            let cache = &self.caches[layer - 1];
-
-            // Full computation for active rows.
-            let mut active_out = None;
-            let mut active_kv = None;
-            let mut previous_active = None;
-            if !active.is_empty() {
-                let h = select(&state, &active, self.batch)?;
-                let past = match (&cache.keys, &cache.values) {
-                    (Some(k), Some(v)) => Some((
-                        select(k, &active, self.batch)?,
-                        select(v, &active, self.batch)?,
-                    )),
-                    _ => None,
-                };
-                let (out, k, v) = timed(Part::Layers, || {
-                    model.layer_step(
-                        layer - 1,
-                        &h,
-                        past.as_ref().map(|(k, v)| (k, v)),
-                        &position,
-                        self.batch_state,
-                        &active,
-                        self.batch,
-                    )
-                })?;
-                active_out = Some(out);
-                active_kv = Some((k, v));
-                previous_active = Some(h);
-            }
-            // State propagation for rows that exited (or finished).
-            let mut inactive_kv = None;
-            let mut inactive_state = None;
-            if !inactive.is_empty() {
-                let h = select(&state, &inactive, self.batch)?;
-                inactive_kv = Some(timed(Part::Propagation, || {
-                    model.propagate(layer - 1, &h, &position)
-                })?);
-                inactive_state = Some(h);
-            }
-            let new_k = merge(
-                active_kv.as_ref().map(|kv| &kv.0),
-                &active,
-                inactive_kv.as_ref().map(|kv| &kv.0),
-                &inactive,
-            )?;
-            let new_v = merge(
-                active_kv.as_ref().map(|kv| &kv.1),
-                &active,
-                inactive_kv.as_ref().map(|kv| &kv.1),
-                &inactive,
-            )?;
-            let cache = &mut self.caches[layer - 1];
-            append_position(&mut cache.keys, new_k)?;
-            append_position(&mut cache.values, new_v)?;
-            state = merge(
-                active_out.as_ref(),
-                &active,
-                inactive_state.as_ref(),
-                &inactive,
-            )?;
-
-            // Exit decisions among active rows.
-            let (Some(out), Some(prev)) = (active_out.as_ref(), previous_active.as_ref()) else {
+            let computed = self.advance_layer(layer, &state, &active, &position)?;
+            state = computed.state;
+            let Some((out, previous)) = computed.active else {
                 continue;
             };
-            let mut exiting = vec![false; active.len()];
-            let mut argmax: Option<Vec<u32>> = None;
-            match options.policy {
-                _ if layer == depth => exiting.iter_mut().for_each(|e| *e = true),
-                ExitPolicy::Never => {}
-                ExitPolicy::Fixed(_) | ExitPolicy::Oracle => {
-                    if let Some(targets) = &target_layer {
-                        for (position, &row) in active.iter().enumerate() {
-                            exiting[position] = targets[row] == layer;
-                        }
-                    }
-                }
-                ExitPolicy::Threshold {
-                    measure,
-                    lambda,
-                    tau,
-                    min_exit,
-                } => {
-                    let (conf, softmax_argmax) = timed(Part::ExitChecks, || {
-                        confidences(model, measure, layer, out, prev)
-                    })?;
-                    let threshold = decayed_threshold(lambda, tau, t, options.max_new_tokens);
-                    for (position, &row) in active.iter().enumerate() {
-                        confidence_log[row].push(conf[position]);
-                        exiting[position] = layer >= min_exit
-                            && conf[position].is_some_and(|c| c as f64 >= threshold);
-                    }
-                    argmax = softmax_argmax;
+            let decision = decide_exits(
+                model,
+                options,
+                ExitContext {
+                    layer,
+                    t,
+                    out: &out,
+                    previous: &previous,
+                    active: &active,
+                    targets: target_layer.as_deref(),
+                },
+            )?;
+            if let Some(confidences) = decision.confidences {
+                for (position, &row) in active.iter().enumerate() {
+                    confidence_log[row].push(confidences[position]);
                 }
             }
-            if !exiting.iter().any(|&e| e) {
+            let exiting_positions: Vec<usize> =
+                (0..active.len()).filter(|&p| decision.exiting[p]).collect();
+            if exiting_positions.is_empty() {
                 continue;
             }
-            let exiting_positions: Vec<usize> = (0..active.len()).filter(|&p| exiting[p]).collect();
-            let chosen = match argmax {
+            let chosen = match decision.softmax_argmax {
                 Some(all) => exiting_positions.iter().map(|&p| all[p]).collect(),
                 None => timed(Part::Head, || {
-                    exit_argmax(model, &select(out, &exiting_positions, active.len())?)
+                    exit_argmax(model, &select(&out, &exiting_positions, active.len())?)
                 })?,
             };
             for (&position, token) in exiting_positions.iter().zip(chosen) {

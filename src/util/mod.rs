@@ -1,6 +1,7 @@
 //! Small shared helpers: deterministic random numbers, atomic output, checksums.
 
 pub mod atomic;
+pub mod names;
 pub mod rng;
 pub mod table;
 

@@ -22,6 +22,10 @@ pub struct TrainClassifierArgs {
     /// Training examples (JSONL or JSONL.gz).
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub data: Vec<PathBuf>,
+    /// Train and evaluate on this task's examples only (e.g. the task a model was trained on)
+    /// [default: every task].
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
     /// Held-out examples for the per-layer F1 report.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub eval: Vec<PathBuf>,
@@ -54,6 +58,7 @@ pub fn run(args: TrainClassifierArgs) -> Result<u8> {
         bail!("--steps and --batch-tokens must be at least 1");
     }
     let options = ClassifierOptions {
+        task: args.task,
         data: args.data,
         eval: args.eval,
         steps: args.steps,

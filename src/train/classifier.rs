@@ -28,6 +28,8 @@ pub struct ClassifierOptions {
     /// Decoder-only models: the prompt format of the inputs (the references are the
     /// completions that follow).
     pub prompt: PromptFormat,
+    /// Train and evaluate on this task's examples only (all tasks when None).
+    pub task: Option<String>,
 }
 
 /// Per-layer quality of the classifier at threshold 0.5 on held-out data.
@@ -133,13 +135,14 @@ fn t5_states_and_labels(
 /// as `Checkpoint::encode` gives it) and the reference followed by the model's EOS.
 fn classifier_pairs(
     data: &[PathBuf],
+    task: Option<&str>,
     max_tokens: usize,
     checkpoint: &Checkpoint,
 ) -> Result<Vec<Pair>> {
     let Some(llama) = checkpoint.model.as_llama() else {
-        return load_pairs(data, max_tokens, &checkpoint.tokenizer);
+        return load_pairs(data, task, max_tokens, &checkpoint.tokenizer);
     };
-    let examples = super::read_all_examples(data, None)?;
+    let examples = super::read_all_examples(data, task)?;
     let pairs = super::prompt_pairs(
         examples.iter().map(|(path, e)| (path.as_path(), e)),
         checkpoint,
@@ -187,7 +190,12 @@ pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<L
     if depth < 2 {
         bail!("the exit classifier needs at least two decoder layers");
     }
-    let pairs = classifier_pairs(&options.data, options.max_tokens_per_sequence, &checkpoint)?;
+    let pairs = classifier_pairs(
+        &options.data,
+        options.task.as_deref(),
+        options.max_tokens_per_sequence,
+        &checkpoint,
+    )?;
     let d = model.hidden_size();
     let weight = Var::zeros((1, d), DType::F32, &device)?;
     let bias = Var::zeros(1, DType::F32, &device)?;
@@ -271,7 +279,12 @@ fn evaluate(
     checkpoint: &Checkpoint,
 ) -> Result<Vec<LayerF1>> {
     let device = candle_core::Device::Cpu;
-    let pairs = classifier_pairs(eval, options.max_tokens_per_sequence, checkpoint)?;
+    let pairs = classifier_pairs(
+        eval,
+        options.task.as_deref(),
+        options.max_tokens_per_sequence,
+        checkpoint,
+    )?;
     let depth = model.num_decoder_layers();
     // Per layer: [true positive, false positive, false negative, true negative].
     let mut counts = vec![[0f64; 4]; depth - 1];

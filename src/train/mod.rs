@@ -97,11 +97,17 @@ fn encode_text(tokenizer: &Tokenizer, text: &str, path: &Path, id: &str) -> Resu
         .to_vec())
 }
 
-/// Tokenize every example of the files into pairs of at most `max_tokens` tokens a side.
-pub fn load_pairs(data: &[PathBuf], max_tokens: usize, tokenizer: &Tokenizer) -> Result<Vec<Pair>> {
+/// Tokenize every example of the files (of `task` only, when given) into pairs of at most
+/// `max_tokens` tokens a side.
+pub fn load_pairs(
+    data: &[PathBuf],
+    task: Option<&str>,
+    max_tokens: usize,
+    tokenizer: &Tokenizer,
+) -> Result<Vec<Pair>> {
     let mut pairs = Vec::new();
     for path in data {
-        for example in read_examples(path)? {
+        for example in crate::data::read_task_examples(path, task, None)? {
             let encode = |text: &str| encode_text(tokenizer, text, path, &example.id);
             let pair = Pair {
                 source: encode(&example.input)?,
@@ -492,7 +498,12 @@ pub fn train(options: &TrainOptions, out: &Path, stop: StopAt) -> Result<Trainer
     if let (None, Some(init)) = (&resumed, &options.init_from) {
         check_init_shape(&config, init)?;
     }
-    let mut pairs = load_pairs(&options.data, options.max_tokens_per_sequence, &tokenizer)?;
+    let mut pairs = load_pairs(
+        &options.data,
+        None,
+        options.max_tokens_per_sequence,
+        &tokenizer,
+    )?;
     if options.copy_share > 0.0 {
         pairs.extend(identity_pairs(options, &tokenizer)?);
     }

@@ -273,6 +273,7 @@ fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
             max_tokens_per_sequence: 32,
             seed: 1,
             prompt: calm::model::PromptFormat::Plain,
+            task: None,
         },
     )
     .unwrap();
@@ -549,6 +550,7 @@ fn the_exit_classifier_learns_consistency_better_than_a_trivial_predictor() {
                 max_tokens_per_sequence: 32,
                 seed: 1,
                 prompt: calm::model::PromptFormat::Plain,
+                task: None,
             },
         )
         .unwrap()

@@ -56,6 +56,7 @@ pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod train;

@@ -1,12 +1,12 @@
 //! `calm calibrate --model DIR --data FILE`: run the model over calibration data for a grid of
 //! (measure, τ, λ), record consistency losses, and certify thresholds from them.
 
-use super::selected::selected_configuration;
 use crate::calibrate::thresholds::{Benchmark, GridInfo, RunInfo, SweepInfo, ThresholdsFile};
 use crate::calibrate::{calibrate, candidate_p_value, CalibrationOptions, LossTable, Procedure};
 use crate::data::read_task_examples;
 use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
+use crate::pipeline::check::selected_configuration;
 use crate::record::replay::{encode_examples, replay_configuration, Configuration};
 use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::record::tokens::{layers_parquet, tokens_parquet};

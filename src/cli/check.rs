@@ -2,17 +2,13 @@
 //! one of three verdicts (certified on fresh data, violation detected, inconclusive), plus a
 //! layer-regression check with its sampling error.
 
-use super::selected::selected_configuration;
 use super::EXIT_NEGATIVE;
-use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
+use crate::calibrate::check::{GateTest, Verdict};
 use crate::calibrate::thresholds::read_thresholds;
-use crate::data::read_task_examples;
-use crate::record::replay::{encode_examples, replay_configuration, Configuration};
+use crate::pipeline::{check, CheckOptions, CheckReport, PipelineError};
 use crate::util::atomic::write_file_atomically;
-use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -71,184 +67,39 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-/// Mean layers per token on the fresh data against the calibrated value.
-#[derive(Debug, Serialize)]
-struct LayerCheck {
-    mean_layers: f64,
-    /// Standard error of the token-weighted mean (ratio estimator, delta method).
-    standard_error: f64,
-    calibrated_mean_layers: f64,
-    max_layer_regression: f64,
-    /// calibrated · (1 + max_layer_regression) + z_{1−α} · standard error.
-    threshold: f64,
-    regressed: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct CheckReport {
-    schema: &'static str,
-    version: u32,
-    thresholds: PathBuf,
-    thresholds_sha256: String,
-    data: PathBuf,
-    data_sha256: String,
-    model_sha256: String,
-    configuration: String,
-    never_exit: bool,
-    test: GateTest,
-    layers: LayerCheck,
-    /// Wall-clock decoding speed on these data (one decoder per job): full model and the
-    /// certified configuration (0 for never exit, which is the full model).
-    full_tokens_per_second: f64,
-    selected_tokens_per_second: f64,
-    wall_clock_speedup: f64,
-    /// The verdict, then whether the layers regressed, decide the exit status.
-    verdict: Verdict,
-    passed: bool,
-}
-
-/// Standard normal quantile.
-fn normal_quantile(p: f64) -> f64 {
-    use statrs::distribution::{ContinuousCDF, Normal};
-    Normal::standard().inverse_cdf(p)
-}
-
-/// Token-weighted mean layers and its standard error: m = Σ l_i t_i / Σ t_i, and by the delta
-/// method Var(m) ≈ Σ (t_i (l_i − m))² / (Σ t_i)².
-fn mean_layers_with_error(layers: &[f64], tokens: &[u32]) -> (f64, f64) {
-    let mean = crate::record::mean_layers_per_token(layers, tokens);
-    let total: f64 = tokens.iter().map(|&t| t as f64).sum();
-    if total == 0.0 || layers.len() < 2 {
-        return (mean, 0.0);
+/// A pipeline error in the CLI's words: option names become flags.
+pub fn flag_error(error: PipelineError) -> anyhow::Error {
+    match error {
+        PipelineError::InvalidOption {
+            name,
+            value,
+            expected,
+        } => anyhow::anyhow!("--{} must {expected} (got {value})", name.replace('_', "-")),
+        other => other.into(),
     }
-    let n = layers.len() as f64;
-    let squares: f64 = layers
-        .iter()
-        .zip(tokens)
-        .map(|(&l, &t)| (t as f64 * (l - mean)).powi(2))
-        .sum();
-    (mean, (squares * n / (n - 1.0)).sqrt() / total)
 }
 
 pub fn run(args: CheckArgs) -> Result<u8> {
     super::generate::set_threads(1);
+    let options = CheckOptions {
+        epsilon: args.epsilon,
+        alpha: args.alpha,
+        max_layer_regression: args.max_layer_regression,
+        require_certified: args.require_certified,
+        jobs: args.jobs,
+        max_examples: args.max_examples,
+    };
+    options.validate().map_err(flag_error)?;
     let config = read_thresholds(&args.thresholds)?;
     let Some(run) = &config.run else {
         bail!("{}: made from records without a model run; `calm check` needs a config from `calm calibrate --model`", args.thresholds.display());
     };
-    if args.max_layer_regression.is_nan() || args.max_layer_regression < 0.0 {
-        bail!("--max-layer-regression must be ≥ 0");
-    }
-    if args.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    let options = GateOptions {
-        delta: config.inputs.delta,
-        epsilon: args.epsilon.unwrap_or(config.inputs.epsilon),
-        alpha: args.alpha,
-        pvalue: config.inputs.pvalue,
-        seed: config.inputs.seed,
-    };
-    options.validate().map_err(|e| {
-        anyhow::anyhow!(
-            "{e} (--epsilon and --alpha must lie strictly between 0 and 1; delta comes from {})",
-            args.thresholds.display()
-        )
-    })?;
     let model_dir = args.model.clone().unwrap_or_else(|| run.model.clone());
     let checkpoint = args
         .model_args
         .load_for_run(&model_dir, run, &args.thresholds)?;
-    run.require_model(&checkpoint.model_sha256, &model_dir, &args.thresholds)?;
-
-    let examples = read_task_examples(&args.data, run.task.as_deref(), args.max_examples)?;
-    if examples.is_empty() {
-        bail!(
-            "{}: no examples{} to check (the gate needs at least one)",
-            args.data.display(),
-            run.task
-                .as_ref()
-                .map_or(String::new(), |t| format!(" of task {t:?}"))
-        );
-    }
-    let sweep_examples = encode_examples(&checkpoint, &examples, &args.data)?;
-
-    let selected = &config.selected;
-    let depth = checkpoint.model.num_decoder_layers() as f64;
-    let certified = selected_configuration(selected, &args.thresholds.display().to_string())?;
-    let (configuration, losses, layers, tokens, speeds) = match certified {
-        Some(certified) => {
-            let Configuration {
-                measure,
-                tau,
-                lambda,
-            } = certified;
-            let metric = run.metric;
-            let score = |p: &str, r: &str| metric.score(p, r);
-            let replay = replay_configuration(
-                &checkpoint,
-                &sweep_examples,
-                certified,
-                run.consistency,
-                &score,
-                run.max_new_tokens,
-                args.jobs,
-            )?;
-            (
-                format!("{} tau={tau} lambda={lambda}", measure.name()),
-                replay.losses,
-                replay.example_layers,
-                replay.example_tokens,
-                (replay.full_tokens_per_second, replay.tokens_per_second),
-            )
-        }
-        // The full model's consistency loss is 0 by construction.
-        None => (
-            "never exit (full model)".to_string(),
-            vec![0.0; sweep_examples.len()],
-            vec![depth; sweep_examples.len()],
-            vec![1; sweep_examples.len()],
-            (0.0, 0.0),
-        ),
-    };
-    let test = gate_test(&losses, &options)?;
-    let (mean_layers, standard_error) = mean_layers_with_error(&layers, &tokens);
-    let threshold = selected.mean_layers * (1.0 + args.max_layer_regression)
-        + normal_quantile(1.0 - options.alpha) * standard_error;
-    let layers = LayerCheck {
-        mean_layers,
-        standard_error,
-        calibrated_mean_layers: selected.mean_layers,
-        max_layer_regression: args.max_layer_regression,
-        threshold,
-        regressed: mean_layers > threshold,
-    };
-    let verdict = test.verdict;
-    let passed = verdict != Verdict::ViolationDetected
-        && !layers.regressed
-        && (!args.require_certified || verdict == Verdict::Certified);
-    let report = CheckReport {
-        schema: "calm.check",
-        version: 2,
-        thresholds: args.thresholds.clone(),
-        thresholds_sha256: sha256_file(&args.thresholds)?,
-        data: args.data.clone(),
-        data_sha256: sha256_file(&args.data)?,
-        model_sha256: checkpoint.model_sha256.clone(),
-        configuration,
-        never_exit: certified.is_none(),
-        test,
-        layers,
-        full_tokens_per_second: speeds.0,
-        selected_tokens_per_second: speeds.1,
-        wall_clock_speedup: if speeds.0 > 0.0 {
-            speeds.1 / speeds.0
-        } else {
-            1.0
-        },
-        verdict,
-        passed,
-    };
+    let report = check(&args.thresholds, &args.data, &checkpoint, &options).map_err(flag_error)?;
+    let passed = report.passed;
     let json = serde_json::to_string_pretty(&report)? + "\n";
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -431,19 +282,4 @@ fn markdown_summary(report: &CheckReport, data: &Path) -> String {
     }
     md += &format!("\n{}\n", verdict_sentence(test));
     md
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_error_of_the_token_weighted_mean() {
-        // Equal tokens: the plain standard error of the mean, s/√n.
-        let (mean, se) = mean_layers_with_error(&[2.0, 4.0, 6.0], &[5, 5, 5]);
-        assert!((mean - 4.0).abs() < 1e-12);
-        assert!((se - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert_eq!(mean_layers_with_error(&[3.0], &[7]), (3.0, 0.0));
-        assert!((normal_quantile(0.95) - 1.6448536269514722).abs() < 1e-9);
-    }
 }

@@ -1,8 +1,8 @@
 //! `calm generate`: run the model with or without early exit and show where each token exited.
 
-use super::selected::selected_configuration;
 use crate::calibrate::thresholds::read_thresholds;
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
+use crate::pipeline::check::selected_configuration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;

@@ -10,7 +10,6 @@ mod evaluate;
 mod generate;
 mod model_args;
 mod score;
-mod selected;
 mod simulate;
 mod train;
 mod train_classifier;

@@ -88,4 +88,51 @@ fn the_decoder_only_default_calibrates_end_to_end_and_the_gate_checks_it() {
     );
     let verdict: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(verdict["test"]["n"], 30, "{verdict}");
+
+    // The same gate through the library only: the calibrated model loaded as it ran, then
+    // pipeline::check; the verdict, risk and layers equal the CLI's (speeds are timings).
+    let thresholds_path = out.join("thresholds.json");
+    let thresholds = calm::calibrate::thresholds::read_thresholds(&thresholds_path).unwrap();
+    let checkpoint =
+        calm::pipeline::load_calibrated_model(&thresholds, &thresholds_path, None).unwrap();
+    let options = calm::pipeline::CheckOptions {
+        max_examples: Some(30),
+        ..calm::pipeline::CheckOptions::default()
+    };
+    let report = calm::pipeline::check(
+        &thresholds_path,
+        Path::new("datasets/bible/test.jsonl.gz"),
+        &checkpoint,
+        &options,
+    )
+    .unwrap();
+    // Through text as the CLI's was (serde_json's float parsing is not exact to the last bit).
+    let library: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+    for field in [
+        "test",
+        "layers",
+        "verdict",
+        "passed",
+        "configuration",
+        "model_sha256",
+    ] {
+        assert_eq!(library[field], verdict[field], "{field}");
+    }
+    // Options are checked in the library's own words.
+    let bad = calm::pipeline::CheckOptions {
+        alpha: 1.0,
+        ..options
+    };
+    let error = calm::pipeline::check(
+        &thresholds_path,
+        Path::new("datasets/bible/test.jsonl.gz"),
+        &checkpoint,
+        &bad,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "alpha must lie strictly between 0 and 1 (got 1)"
+    );
 }

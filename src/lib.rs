@@ -1,6 +1,7 @@
 //! calm — Confident Adaptive Language Modeling with certified early exits.
 //!
-//! Data flows one way: data → [`model`] → [`record`] → [`calibrate`] → thresholds and reports.
+//! Data flows one way: data → [`model`] → [`record`] → [`calibrate`] → thresholds and reports;
+//! [`pipeline`] runs the steps that involve a model as library calls.
 //! The statistics never import the model. The library builds without the command line
 //! (`default-features = false` drops clap).
 //!
@@ -48,6 +49,23 @@
 //! assert_eq!(out[0].traces.len(), out[0].tokens.len());
 //! println!("{} ({:.2} layers per token)", checkpoint.decode(&out[0].tokens)?, out[0].mean_layers());
 //! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Re-check a certified configuration on fresh data, as the CI gate does (here the committed
+//! main job's thresholds on five test examples):
+//!
+//! ```
+//! use calm::pipeline::{check, load_calibrated_model, CheckOptions};
+//! use std::path::Path;
+//!
+//! let thresholds = Path::new("reports/bible-modernize-textual/thresholds.json");
+//! let config = calm::calibrate::thresholds::read_thresholds(thresholds)?;
+//! let model = load_calibrated_model(&config, thresholds, None)?;
+//! let options = CheckOptions { max_examples: Some(5), ..CheckOptions::new(None, 0.05, 0.1, 1)? };
+//! let report = check(thresholds, Path::new("datasets/bible/test.jsonl.gz"), &model, &options)?;
+//! assert_eq!(report.test.n, 5);
+//! println!("{:?} (risk {:.3}, n = {}, δ = {})", report.verdict, report.test.risk, report.test.n, report.test.delta);
+//! # Ok::<(), calm::pipeline::PipelineError>(())
 //! ```
 
 pub mod calibrate;

@@ -189,7 +189,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         Some(data) => {
             let examples =
                 crate::data::read_task_examples(data, args.task.as_deref(), Some(args.examples))?;
-            crate::record::replay::encode_examples(&model, &examples, data)?
+            crate::pipeline::replay::encode_examples(&model, &examples, data)?
                 .into_iter()
                 .map(|e| e.input_ids)
                 .collect()

@@ -5,8 +5,8 @@
 use super::generate::set_threads;
 use crate::data::read_task_examples;
 use crate::model::{ExitPolicy, Generation, GenerationOptions, Measure};
-use crate::record::replay::encode_examples;
-use crate::record::sweep::decode_all;
+use crate::pipeline::replay::encode_examples;
+use crate::pipeline::sweep::decode_all;
 use crate::util::atomic::write_file_atomically;
 use anyhow::{bail, Result};
 use clap::Args;

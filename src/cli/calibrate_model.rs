@@ -7,8 +7,8 @@ use crate::data::read_task_examples;
 use crate::metrics::Metric;
 use crate::model::{Checkpoint, Measure};
 use crate::pipeline::check::selected_configuration;
-use crate::record::replay::{encode_examples, replay_configuration, Configuration};
-use crate::record::sweep::{sweep, Consistency, SweepExample, SweepOptions};
+use crate::pipeline::replay::{encode_examples, replay_configuration, Configuration};
+use crate::pipeline::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::record::tokens::{layers_parquet, tokens_parquet};
 use crate::record::{Records, SourceFile};
 use crate::util::sha256_file;
@@ -145,7 +145,7 @@ fn grid_confidences(
         record_all_layers: true,
     };
     let inputs: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
-    let decoded = crate::record::sweep::decode_all(
+    let decoded = crate::pipeline::sweep::decode_all(
         checkpoint,
         &inputs,
         &options,

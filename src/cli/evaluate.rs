@@ -1,7 +1,7 @@
 //! `calm evaluate`: the model card's numbers for one task.
 
 use crate::data::read_task_examples;
-use crate::record::evaluate::evaluate;
+use crate::pipeline::evaluate::evaluate;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;

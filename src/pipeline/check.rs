@@ -7,7 +7,7 @@ use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
 use crate::calibrate::thresholds::{read_thresholds, Selected, ThresholdsFile};
 use crate::data::read_task_examples;
 use crate::model::{Checkpoint, LoadOptions, Measure, PromptFormat};
-use crate::record::replay::{encode_examples, replay_configuration, Configuration};
+use crate::pipeline::replay::{encode_examples, replay_configuration, Configuration};
 use crate::util::sha256_file;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

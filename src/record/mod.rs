@@ -2,14 +2,11 @@
 //! (calm itself, PyTorch, JAX) and the calibrator. See docs/records.md for the schema.
 
 pub mod cost;
-pub mod evaluate;
 pub mod grid;
 pub mod measure;
 mod read;
-pub mod replay;
 pub mod run;
 mod simulate;
-pub mod sweep;
 pub mod tokens;
 mod write;
 

@@ -6,10 +6,10 @@
 //! λ (fixed-sequence testing stops at its first non-rejection, so nothing after it can be
 //! certified): the sweep costs far less than grid × data.
 
-pub use super::run::{ConfigurationTiming, Consistency};
-use super::tokens::{LayerRow, TokenRow};
-use super::{RecordRow, Records, RowOrigin};
 use crate::model::{generate, Checkpoint, ExitPolicy, Generation, GenerationOptions, Measure};
+pub use crate::record::run::{ConfigurationTiming, Consistency};
+use crate::record::tokens::{LayerRow, TokenRow};
+use crate::record::{RecordRow, Records, RowOrigin};
 use anyhow::{anyhow, Result};
 
 /// The consistency loss of one early output (CALM Eq. 2 and 3), in [0, 1]. An early output
@@ -393,7 +393,7 @@ impl SweepOutput {
             .iter()
             .map(|r| self.full_texts[r.example as usize].clone())
             .collect();
-        super::records_bytes(
+        crate::record::records_bytes(
             &self.records,
             path,
             &[

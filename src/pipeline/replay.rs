@@ -2,10 +2,10 @@
 //! layers and wall-clock speed against the full model. The CI gate (`calm check`) and the
 //! held-out benchmark of `calm calibrate` both use it.
 
-pub use super::run::ConfigurationRun;
 use super::sweep::{sweep, Consistency, SweepExample, SweepOptions};
 use crate::data::Example;
 use crate::model::{Checkpoint, Measure};
+pub use crate::record::run::ConfigurationRun;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 

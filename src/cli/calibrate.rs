@@ -5,6 +5,7 @@ use crate::calibrate::thresholds::ThresholdsFile;
 use crate::calibrate::{
     calibrate, truncation_check, CalibrationOptions, LossTable, PValueMethod, Procedure,
 };
+use crate::pipeline::{calibrate_model, sweep_shard};
 use crate::record::cost::CostModel;
 use crate::record::read_records;
 use anyhow::{Context, Result};
@@ -144,19 +145,43 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
         seed: args.seed,
     };
     options.validate()?;
-    if let (Some(model), Some((k, n))) = (&args.model, args.sweep.shard) {
-        let path = super::calibrate_model::sweep_shard(model, &args.sweep, &out)?;
-        println!(
-            "wrote {} (shard {k} of {n}); when every shard is done: calm calibrate --records '{}' --delta {} --epsilon {} --out DIR",
-            path.display(),
-            out.join("records-*.parquet").display(),
-            args.delta,
-            args.epsilon
-        );
-        return Ok(0);
-    }
-    let (output, written, records) = match &args.model {
-        Some(model) => super::calibrate_model::calibrate_model(model, &args.sweep, &options, &out)?,
+    // A model run: load it (one compute thread per decoder; the parallelism is --jobs
+    // decoders), then the library does the work.
+    let model_run = match &args.model {
+        Some(model) => {
+            super::generate::set_threads(1);
+            let data = args.sweep.data.clone().context("--model needs --data")?;
+            let gguf_weights = model
+                .extension()
+                .is_some_and(|e| e == "gguf")
+                .then(|| format!("{:?}", args.sweep.model_args.dtype).to_lowercase());
+            let settings = args.sweep.settings(data, gguf_weights);
+            settings.validate().map_err(super::check::flag_error)?;
+            let checkpoint = args.sweep.model_args.load(model)?;
+            Some((model, checkpoint, settings))
+        }
+        None => None,
+    };
+    let (output, written, records) = match model_run {
+        Some((model, checkpoint, settings)) if settings.shard.is_some() => {
+            let (k, n) = settings.shard.unwrap_or((1, 1));
+            let path =
+                sweep_shard(checkpoint, &settings, &out).map_err(super::check::flag_error)?;
+            println!(
+                "wrote {} (shard {k} of {n}); when every shard is done: calm calibrate --records '{}' --delta {} --epsilon {} --out DIR",
+                path.display(),
+                out.join("records-*.parquet").display(),
+                args.delta,
+                args.epsilon
+            );
+            let _ = model;
+            return Ok(0);
+        }
+        Some((model, checkpoint, settings)) => {
+            let run = calibrate_model(checkpoint, model, &settings, &options, &out)
+                .map_err(super::check::flag_error)?;
+            (run.thresholds, run.written, run.records)
+        }
         None => {
             let records = read_records(&args.records)?;
             let mut table = LossTable::from_records(&records)?;

@@ -36,6 +36,14 @@ pub enum PromptFormat {
 }
 
 impl PromptFormat {
+    /// The template, None for inputs as given (as thresholds.json records it).
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            PromptFormat::Plain => None,
+            PromptFormat::Template(t) => Some(t),
+        }
+    }
+
     /// A template with `{input}` where each input goes.
     pub fn from_template(template: &str) -> Result<Self> {
         if !template.contains("{input}") {

@@ -167,10 +167,13 @@ fn bad_sweep_input_is_rejected() {
     };
     run(&["--metric", "meteor"], &["unknown metric", "meteor"]);
     // Duplicates would make duplicate records, found only after the sweep: refused at once.
-    run(&["--taus", "0,4,0"], &["--taus lists a value twice"]);
+    run(
+        &["--taus", "0,4,0"],
+        &["--taus must not list a value twice"],
+    );
     run(
         &["--measures", "state,state"],
-        &["--measures lists state twice"],
+        &["--measures must not list a measure twice (got state)"],
     );
     run(
         &["--task", "summarize"],

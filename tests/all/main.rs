@@ -19,6 +19,7 @@ mod dataset;
 mod early_exit;
 mod gate_validity;
 mod grid_validity;
+mod library_pipeline;
 mod llama_early_exit;
 mod llama_parity;
 mod llama_training;

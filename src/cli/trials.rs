@@ -1,8 +1,7 @@
 //! `calm trials`: the paper's random-split protocol on recorded losses, with a plot.
 
-use crate::calibrate::trials::run_trials;
-use crate::calibrate::{truncation_check, CalibrationOptions, LossTable, PValueMethod, Procedure};
-use crate::record::read_records;
+use crate::calibrate::{CalibrationOptions, PValueMethod, Procedure};
+use crate::pipeline::{trials, TrialsOptions};
 use crate::report::plots::{self, Histogram};
 use crate::util::atomic::write_files_atomically;
 use anyhow::Result;
@@ -65,24 +64,23 @@ pub fn run(args: TrialsArgs) -> Result<u8> {
         procedure: args.procedure,
         seed: args.seed,
     };
-    options.validate()?;
-    let records = read_records(&args.records)?;
-    let mut table = LossTable::from_records(&records)?;
-    if let Some(path) = &args.cost_model {
-        table = table.with_cost(super::calibrate::read_cost_model(path)?)?;
-    }
-    let warning = truncation_check(&table, "random-split trials", args.allow_truncated)?;
-    if let Some(warning) = &warning {
+    let cost_model = match &args.cost_model {
+        Some(path) => Some(super::calibrate::read_cost_model(path)?),
+        None => None,
+    };
+    let summary = trials(&TrialsOptions {
+        records: args.records.clone(),
+        calibration: options,
+        runs: args.runs,
+        calibration_share: args.calibration_share,
+        seed: args.seed,
+        cost_model,
+        allow_truncated: args.allow_truncated,
+    })
+    .map_err(super::check::flag_error)?;
+    if let Some(warning) = &summary.warning {
         eprintln!("{warning}");
     }
-    let mut summary = run_trials(
-        &table,
-        &options,
-        args.runs,
-        args.calibration_share,
-        args.seed,
-    )?;
-    summary.warning = warning;
 
     // Histogram of realised test risks in bins of δ/5, δ marked by the bin edge label.
     let width = args.delta / 5.0;

@@ -281,6 +281,42 @@ impl Reference {
     }
 }
 
+/// Decode `prompt` with a threshold rule (τ 0), assert the tokens equal the reference
+/// decoder's on the same exit schedule, and return whether the exit layers varied and whether
+/// the negative control (propagating the embedding instead of the exit state) differs.
+fn threshold_exits_match(
+    checkpoint: &Checkpoint,
+    reference: &Reference,
+    prompt: &[u32],
+    (measure, lambda): (Measure, f64),
+    max_new_tokens: usize,
+) -> (bool, bool) {
+    let options = GenerationOptions {
+        max_new_tokens,
+        policy: ExitPolicy::Threshold {
+            measure,
+            lambda,
+            tau: 0.0,
+            min_exit: 1,
+        },
+        record_all_layers: false,
+    };
+    let out = generate(&checkpoint.model, &[prompt.to_vec()], &options).unwrap();
+    let layers = out[0].exit_layers();
+    let varied = layers[1..]
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
+    let expected = reference.generate(prompt, &layers, Propagation::ExitState);
+    assert_eq!(
+        out[0].tokens, expected,
+        "{measure:?} λ {lambda}: exits {layers:?}"
+    );
+    let wrong = reference.generate(prompt, &layers, Propagation::Embedding);
+    (varied, wrong != out[0].tokens)
+}
+
 #[test]
 fn forced_exits_match_a_cache_free_reference() {
     let mut control_differs = false;
@@ -308,27 +344,15 @@ fn forced_exits_match_a_cache_free_reference() {
         }
         // Exits that vary from token to token: later tokens read the propagated K/V.
         for lambda in [0.05, 0.1, 0.2, 0.4] {
-            let options = GenerationOptions {
-                max_new_tokens: 10,
-                policy: ExitPolicy::Threshold {
-                    measure: Measure::SoftmaxMax,
-                    lambda,
-                    tau: 0.0,
-                    min_exit: 1,
-                },
-                record_all_layers: false,
-            };
-            let out = generate(&checkpoint.model, std::slice::from_ref(&prompt), &options).unwrap();
-            let layers = out[0].exit_layers();
-            varied |= layers[1..]
-                .iter()
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-                > 1;
-            let expected = reference.generate(&prompt, &layers, Propagation::ExitState);
-            assert_eq!(out[0].tokens, expected, "{name}: exits {layers:?}");
-            let wrong = reference.generate(&prompt, &layers, Propagation::Embedding);
-            control_differs |= wrong != out[0].tokens;
+            let (v, c) = threshold_exits_match(
+                &checkpoint,
+                &reference,
+                &prompt,
+                (Measure::SoftmaxMax, lambda),
+                10,
+            );
+            varied |= v;
+            control_differs |= c;
         }
     }
     // Negative control: propagating the wrong state changes some output, so the comparison
@@ -349,36 +373,15 @@ fn bible_llama_threshold_exits_match_a_cache_free_reference() {
         .encode("modernize: And God said, Let there be light: and there was light.")
         .unwrap();
     let (mut varied, mut control_differs) = (false, false);
-    for (measure, lambda) in [
+    for rule in [
         (Measure::SoftmaxMax, 0.9),
         (Measure::SoftmaxMax, 0.6),
         (Measure::SoftmaxDiff, 0.5),
         (Measure::State, 0.95),
     ] {
-        let options = GenerationOptions {
-            max_new_tokens: 14,
-            policy: ExitPolicy::Threshold {
-                measure,
-                lambda,
-                tau: 0.0,
-                min_exit: 1,
-            },
-            record_all_layers: false,
-        };
-        let out = generate(&checkpoint.model, std::slice::from_ref(&prompt), &options).unwrap();
-        let layers = out[0].exit_layers();
-        varied |= layers[1..]
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            > 1;
-        let expected = reference.generate(&prompt, &layers, Propagation::ExitState);
-        assert_eq!(
-            out[0].tokens, expected,
-            "{measure:?} λ {lambda}: exits {layers:?}"
-        );
-        let wrong = reference.generate(&prompt, &layers, Propagation::Embedding);
-        control_differs |= wrong != out[0].tokens;
+        let (v, c) = threshold_exits_match(&checkpoint, &reference, &prompt, rule, 14);
+        varied |= v;
+        control_differs |= c;
     }
     assert!(varied, "no threshold varied the exit layers");
     assert!(control_differs);

@@ -505,6 +505,49 @@ mod tests {
     }
 
     #[test]
+    fn the_head_at_completion_positions_gives_the_masked_mean() {
+        // Random states [2, 5, 3] through a random head [3 → 7]: the NLL of the picked
+        // positions equals the masked NLL over every position.
+        let device = Device::Cpu;
+        let states = Tensor::randn(0f32, 1.0, (2, 5, 3), &device).unwrap();
+        let head = Tensor::randn(0f32, 1.0, (3, 7), &device).unwrap();
+        let targets = Tensor::new(&[[1u32, 2, 3, 4, 5], [6, 0, 1, 2, 3]], &device).unwrap();
+        let mask = Tensor::new(&[[0u32, 1, 1, 0, 0], [1, 1, 0, 0, 0]], &device).unwrap();
+        let logits = states.broadcast_matmul(&head).unwrap();
+        let full = crate::train::loss::masked_nll(&logits, &targets, &mask)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let picked = completion_positions(&mask).unwrap();
+        assert_eq!(picked.to_vec1::<u32>().unwrap(), vec![1, 2, 5, 6]);
+        let rows = states
+            .flatten_to(1)
+            .unwrap()
+            .index_select(&picked, 0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let picked_targets = targets
+            .flatten_all()
+            .unwrap()
+            .index_select(&picked, 0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let ones = Tensor::ones(picked_targets.dims(), DType::U32, &device).unwrap();
+        let subset = crate::train::loss::masked_nll(
+            &rows.broadcast_matmul(&head).unwrap(),
+            &picked_targets,
+            &ones,
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+        assert!((full - subset).abs() < 1e-5, "{full} vs {subset}");
+        assert!(completion_positions(&mask.zeros_like().unwrap()).is_err());
+    }
+
+    #[test]
     fn the_mask_covers_the_completion_only() {
         let pairs = vec![
             Pair {

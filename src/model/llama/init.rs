@@ -205,15 +205,55 @@ mod tests {
 
     #[test]
     fn shapes_that_cannot_run_are_refused() {
-        let odd_heads = LlamaShape {
-            heads: 3,
-            ..shape()
+        let refused = |shape: LlamaShape, needle: &str| {
+            let error = shape.config(None, 1).unwrap_err().to_string();
+            assert!(error.contains(needle), "{shape:?}: {error}");
         };
-        assert!(odd_heads.config(None, 1).is_err());
-        let bad_kv = LlamaShape {
-            kv_heads: 3,
-            ..shape()
-        };
-        assert!(bad_kv.config(None, 1).is_err());
+        // The width is not a multiple of the heads (the key/value heads divide the heads).
+        refused(
+            LlamaShape {
+                heads: 3,
+                kv_heads: 3,
+                ..shape()
+            },
+            "multiple of the heads",
+        );
+        refused(
+            LlamaShape {
+                heads: 0,
+                kv_heads: 0,
+                ..shape()
+            },
+            "multiple of the heads",
+        );
+        // The heads are not a multiple of the key/value heads.
+        refused(
+            LlamaShape {
+                kv_heads: 3,
+                ..shape()
+            },
+            "key/value heads",
+        );
+        refused(
+            LlamaShape {
+                kv_heads: 0,
+                ..shape()
+            },
+            "key/value heads",
+        );
+        // An odd head width (12 / 4 = 3) cannot rotate pairs.
+        refused(
+            LlamaShape {
+                hidden_size: 12,
+                ..shape()
+            },
+            "even",
+        );
+        // Head width 16 / 4 = 4: accepted, and written into the config.
+        let config = shape().config(Some(2), 1).unwrap();
+        assert_eq!(config.head_dim, Some(4));
+        assert_eq!(config.kv_heads(), 2);
+        assert_eq!(config.bos_id(), Some(2));
+        assert_eq!(config.eos_ids(), vec![1]);
     }
 }

@@ -9,7 +9,7 @@
 #   3. the validity trials on its records (50 random 80/20 splits) -> reports/bible-llama-modernize-trials/;
 #   4. for both defaults: the model-card numbers on the first 500 modernize test examples
 #      (`calm evaluate --json`) and the batch-1 time split of the full model, forced exits and the
-#      certified configuration on the first 100 (`calm bench decode --data --thresholds`), then
+#      certified configuration on the first 60 (`calm bench decode --data --thresholds`), then
 #      scripts/compare_t5_llama.py -> reports/t5-vs-llama/.
 #
 #   scripts/llama_default_reports.sh
@@ -36,7 +36,7 @@ for pair in t5:datasets/bible/model:reports/bible-modernize-textual llama:$MODEL
   "$CALM" evaluate --model "$dir" --data datasets/bible/test.jsonl.gz --task modernize \
     --max-examples 500 --jobs 2 --json > "$CMP/evaluate-$key.json"
   "$CALM" bench decode --model "$dir" --data datasets/bible/test.jsonl.gz --task modernize \
-    --examples 100 --batch 1 --exit-layers 1,2,4,6 --max-new-tokens 64 --repeat 3 \
+    --examples 60 --batch 1 --exit-layers 1,2,4,6 --max-new-tokens 64 --repeat 2 \
     --thresholds "$run/thresholds.json" --out "$CMP/bench-$key.json"
 done
 python3 scripts/compare_t5_llama.py --out "$CMP"

@@ -84,7 +84,8 @@ def main():
     add("layer L−1 agrees with the top", [f"{100 * r['card']['agreement'][-2]:.1f}%" for r in rows])
     for r in rows:
         s = r["thresholds"]["selected"]
-        r["selected_text"] = ("never exit (nothing certified)" if s["never_exit"] else
+        certified = r["thresholds"]["summary"]["certified"]
+        r["selected_text"] = (f"never exit ({certified} certified, none cheaper than the full model)" if s["never_exit"] else
                               f"{s['measure']} τ {s['tau']:g} λ {s['lambda']:.4g}: risk {s['risk']:.4f}, "
                               f"p {s['p_value']:.2g}")
     add(f"certified at δ {delta} (n = {rows[0]['thresholds']['inputs'].get('examples', '')})".replace(" (n = )", ""),

@@ -6,7 +6,7 @@ scripts/train_llama_model.sh and scripts/llama_default_reports.sh write:
 
 - reports/t5-vs-llama/evaluate-llama.json (`calm evaluate --json`, first 500 modernize test examples):
   BLEU, ROUGE-L, mean layers and agreement of every exit layer, the full model and the oracle;
-- datasets/bible/model-llama/training/classifier_f1.json (`calm train-classifier --json`);
+- datasets/bible/model-llama/training/classifier_f1.txt (`calm train-classifier --eval`'s table);
 - datasets/bible/model-llama/training/train_log.csv: the mean loss and per-layer NLL of the last
   100 steps, and the wall time.
 """
@@ -26,16 +26,13 @@ for i, row in enumerate(card["layers"], start=1):
 o = card["oracle"]
 print(f"| oracle | {o['bleu']:.2f} | {o['rouge_l']:.2f} | {o['mean_layers']:.2f} | |")
 print()
-try:
-    f1 = json.load(open("datasets/bible/model-llama/training/classifier_f1.json"))
-    rows = f1 if isinstance(f1, list) else f1.get("layers", f1)
-    print("| layer | tokens where layer i agrees with the top layer | F1 (exit) | F1 (don't exit) |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['layer']} | {100 * r['consistent_share']:.1f}% | {r['f1_exit']:.3f} | {r['f1_dont_exit']:.3f} |")
-    print()
-except FileNotFoundError:
-    print("(no classifier_f1.json)")
+print("| layer | tokens where layer i agrees with the top layer | F1 (exit) | F1 (don't exit) |")
+print("|---|---|---|---|")
+for line in open("datasets/bible/model-llama/training/classifier_f1.txt"):
+    fields = line.split()
+    if fields and fields[0].isdigit():
+        print(f"| {fields[0]} | {fields[1]} | {fields[2]} | {fields[3]} |")
+print()
 rows = list(csv.DictReader(open("datasets/bible/model-llama/training/train_log.csv")))
 last = rows[-100:]
 nll = [k for k in rows[0] if k.startswith("nll_layer")]

@@ -28,12 +28,11 @@ RUN="$RUNS/bible-llama-d128"
   --decoder-layers 8 --tie-embeddings --max-positions 512 --max-tokens-per-sequence 160 \
   --batch-tokens 2048 --steps "$STEPS" --warmup 200 --learning-rate 3e-3 --copy-share 0.5 \
   --copy-tasks modernize --seed 0 --checkpoint-every 100 --threads "$THREADS"
-"$CALM" train-classifier --model "$RUN" --task modernize --data datasets/bible/train.jsonl.gz \
-  --eval datasets/bible/test.jsonl.gz --max-tokens-per-sequence 80 --steps 300 --threads "$THREADS" \
-  --json > "$RUN/classifier_f1.json"
+"$CALM" train-classifier --model "$RUN" --data datasets/bible/train.jsonl.gz \
+  --eval datasets/bible/test.jsonl.gz --steps 300 --threads "$THREADS" | tee "$RUN/classifier_f1.txt"
 OUT=datasets/bible/model-llama
 mkdir -p "$OUT/training"
 cp "$RUN"/{config.json,generation_config.json,tokenizer.json,tokenizer_config.json,model.safetensors} "$OUT/"
 cp "$RUN"/{train_log.csv,trainer_state.json} "$OUT/training/"
-[ -f "$RUN/classifier_f1.json" ] && cp "$RUN/classifier_f1.json" "$OUT/training/"
+cp "$RUN/classifier_f1.txt" "$OUT/training/"
 echo "model in $OUT"

@@ -164,27 +164,16 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
     {
         bail!("--examples, --batch, --max-new-tokens and --repeat must be at least 1");
     }
-    let checkpoint = match &args.model {
-        Some(dir) => Some(args.model_args.load(dir)?),
-        None => None,
+    let Some(dir) = args.model.clone() else {
+        let model = crate::model::Model::T5(random_model(&args)?);
+        let name = format!(
+            "random T5 d_model {} encoder {} decoder {} vocab {}",
+            args.d_model, args.encoder_layers, args.decoder_layers, args.vocab
+        );
+        let inputs = random_inputs(&args, &model);
+        return bench(&args, model, name, inputs, None);
     };
-    let (model, model_name) = match checkpoint {
-        Some(checkpoint) => (checkpoint, args.model.clone()),
-        None => {
-            let name = format!(
-                "random T5 d_model {} encoder {} decoder {} vocab {}",
-                args.d_model, args.encoder_layers, args.decoder_layers, args.vocab
-            );
-            return bench(
-                &args,
-                crate::model::Model::T5(random_model(&args)?),
-                name,
-                None,
-                None,
-            );
-        }
-    };
-    let dir = model_name.unwrap_or_default();
+    let model = args.model_args.load(&dir)?;
     let inputs = match &args.data {
         Some(data) => {
             let examples =
@@ -214,7 +203,7 @@ pub fn run(args: BenchDecodeArgs) -> Result<u8> {
         &args,
         model.model,
         dir.display().to_string(),
-        Some(inputs),
+        inputs,
         certified,
     )
 }
@@ -239,14 +228,10 @@ fn bench(
     args: &BenchDecodeArgs,
     model: crate::model::Model,
     model_name: String,
-    inputs: Option<Vec<Vec<u32>>>,
+    inputs: Vec<Vec<u32>>,
     certified: Option<ExitPolicy>,
 ) -> Result<u8> {
     let depth = model.num_decoder_layers();
-    let inputs = match inputs {
-        Some(inputs) => inputs,
-        None => random_inputs(args, &model),
-    };
     if inputs.is_empty() {
         bail!("no inputs to decode");
     }

@@ -88,12 +88,12 @@ impl ModelArgs {
         }
         let mut checkpoint = options.load(path)?;
         let asked = self.chat || self.prompt_template.is_some();
-        if asked && prompt_template(&checkpoint.prompt) != run.prompt_template {
+        if asked && checkpoint.prompt.template() != run.prompt_template.as_deref() {
             bail!(
                 "{}: calibrated with prompt format {:?}, not the one asked for here ({:?}); leave out --chat/--prompt-template to use the calibrated one",
                 thresholds.display(),
                 run.prompt_template.as_deref().unwrap_or("the input as given"),
-                prompt_template(&checkpoint.prompt).as_deref().unwrap_or("the input as given")
+                checkpoint.prompt.template().unwrap_or("the input as given")
             );
         }
         checkpoint.prompt = match &run.prompt_template {
@@ -101,13 +101,5 @@ impl ModelArgs {
             None => PromptFormat::Plain,
         };
         Ok(checkpoint)
-    }
-}
-
-/// The prompt template recorded in a thresholds.json (None: inputs as given).
-pub fn prompt_template(format: &PromptFormat) -> Option<String> {
-    match format {
-        PromptFormat::Plain => None,
-        PromptFormat::Template(t) => Some(t.clone()),
     }
 }

@@ -1,8 +1,9 @@
 """Time Hugging Face transformers' greedy T5 decoding on the same random model size as
 `calm bench decode` (d_model 256, 4 encoder / 8 decoder layers, 4 heads, d_ff 1024, vocab 8000,
-gated-gelu), batch 1 and 16, one thread, KV cache on. Prints decoder ms/token and tokens/s.
+gated-gelu), batch 1 and 16 (or --batch), one thread, KV cache on. Prints decoder ms/token and
+tokens/s (and writes them to --json FILE).
 
-    python3 scripts/bench_hf_decode.py [--threads 1] [--examples 8] [--max-new-tokens 32]
+    python3 scripts/bench_hf_decode.py [--threads 1] [--examples 8] [--max-new-tokens 32] [--batch 1,16,64]
 """
 import argparse
 import time
@@ -19,7 +20,9 @@ def main():
     parser.add_argument("--input-tokens", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=str, default="1,16")
+    parser.add_argument("--json", type=str, default=None, help="also write the results here")
     args = parser.parse_args()
+    results = []
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = T5Config(vocab_size=8000, d_model=256, d_kv=64, num_heads=4, d_ff=1024, num_layers=4,
@@ -48,6 +51,15 @@ def main():
         decoder_ms = (seconds - encoder_seconds) * 1000 / tokens
         print(f"transformers {torch.__version__}: batch {batch}: {tokens} tokens in {seconds:.3f} s = "
               f"{tokens / seconds:.1f} tokens/s, decoder {decoder_ms:.3f} ms/token ({args.threads} thread)")
+        results.append(dict(batch=batch, tokens=tokens, seconds=seconds,
+                            tokens_per_second=tokens / seconds, decoder_ms_per_token=decoder_ms))
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(dict(engine="transformers", transformers=__import__("transformers").__version__,
+                           torch=torch.__version__, threads=args.threads, examples=args.examples,
+                           input_tokens=args.input_tokens, max_new_tokens=args.max_new_tokens,
+                           runs=results), f, indent=2)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,11 @@
 //! engine:
 //!
 //! ```
-//! use calm::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, Measure};
+//! use calm::model::{generate, Checkpoint, DType, Device, ExitPolicy, GenerationOptions, Measure};
 //!
-//! let checkpoint = Checkpoint::load("tests/fixtures/llama/qwen2-bias".as_ref())?;
+//! // The caller chooses the device and the compute dtype (f32, f16 or bf16).
+//! let path = "tests/fixtures/llama/qwen2-bias".as_ref();
+//! let checkpoint = Checkpoint::load(path, &Device::Cpu, DType::F32)?;
 //! let prompt = checkpoint.encode("The quick fox")?;
 //! let options = GenerationOptions {
 //!     max_new_tokens: 8,
@@ -60,9 +62,11 @@
 //!
 //! let thresholds = Path::new("reports/bible-modernize-textual/thresholds.json");
 //! let config = calm::calibrate::thresholds::read_thresholds(thresholds)?;
-//! let model = load_calibrated_model(&config, thresholds, None)?;
+//! // Loaded as it was calibrated (weights, dtype, prompt format), on the device given.
+//! let model = load_calibrated_model(&config, thresholds, None, &calm::model::Device::Cpu)?;
 //! let options = CheckOptions { max_examples: Some(5), ..CheckOptions::new(None, 0.05, 0.1, 1)? };
-//! let report = check(thresholds, Path::new("datasets/bible/test.jsonl.gz"), &model, &options)?;
+//! let data = Path::new("datasets/bible/test.jsonl.gz");
+//! let report = check(&config, thresholds, data, &model, &options)?;
 //! assert_eq!(report.test.n, 5);
 //! println!("{:?} (risk {:.3}, n = {}, δ = {})", report.verdict, report.test.risk, report.test.n, report.test.delta);
 //! # Ok::<(), calm::pipeline::PipelineError>(())

@@ -61,9 +61,13 @@ pub struct RunInfo {
     /// not given as they are; `check` and `generate` use the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_template: Option<String>,
-    /// GGUF models: the weights the sweep ran ("quantized" or "f32").
+    /// GGUF models: the weights the sweep ran ("quantized", "f32" for de-quantized, "q8_0").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf_weights: Option<String>,
+    /// The dtype the sweep computed in, when not f32 ("f16", "bf16"): the gate and `generate`
+    /// run the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
     pub sweep: SweepInfo,
     /// The selected configuration against the full model on held-out data (`--bench-data`).
     pub benchmark: Option<Benchmark>,

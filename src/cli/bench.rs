@@ -43,7 +43,7 @@ pub struct BenchCalibrateArgs {
     /// Print JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
-    /// Also write the JSON result to this file.
+    /// Also write the JSON result to this file [default: stdout only].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -21,7 +21,8 @@ use std::time::Instant;
 pub struct BenchDecodeArgs {
     #[command(flatten)]
     pub model_args: super::model_args::ModelArgs,
-    /// Checkpoint directory or .gguf file (see `calm generate --help`); without it a seeded random T5 of the size below is used.
+    /// Checkpoint directory or .gguf file (see `calm generate --help`) [default: a seeded random
+    /// T5 of the size below].
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Width of the random model (without --model).
@@ -52,20 +53,22 @@ pub struct BenchDecodeArgs {
     #[arg(long, default_value_t = 16)]
     pub examples: usize,
     /// With --model: decode these labelled examples' inputs (JSONL, CSV or Parquet, as for
-    /// `calm calibrate`) instead of random token ids, so that real outputs and exits are timed.
+    /// `calm calibrate`) instead of random token ids, so that real outputs and exits are timed
+    /// [default: random token ids].
     #[arg(long, value_name = "FILE", requires = "model")]
     pub data: Option<PathBuf>,
-    /// With --data: only examples of this task.
+    /// With --data: only examples of this task [default: every task].
     #[arg(long, value_name = "TASK", requires = "data")]
     pub task: Option<String>,
     /// With --model: also time the certified configuration of this thresholds.json (made for
-    /// the same model) as the policy `certified`, whose exit layers vary token to token.
+    /// the same model) as the policy `certified`, whose exit layers vary token to token
+    /// [default: none].
     #[arg(long, value_name = "FILE", requires = "model")]
     pub thresholds: Option<PathBuf>,
     /// Tokens per random input (without --data).
     #[arg(long, default_value_t = 24)]
     pub input_tokens: usize,
-    /// Output length N (random models rarely stop early).
+    /// Output length N in tokens (random models rarely stop early).
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
     /// Compute threads.
@@ -77,7 +80,7 @@ pub struct BenchDecodeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also write the JSON result to this file.
+    /// Also write the JSON result to this file [default: stdout only].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -40,7 +40,7 @@ pub struct BenchSweepArgs {
     /// Parallel decoders (one core each).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Maximum output length N.
+    /// Maximum output length N, in tokens.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
     /// Configurations besides the full model, as MEASURE:TAU:LAMBDA [default: one per measure
@@ -50,7 +50,7 @@ pub struct BenchSweepArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also write the JSON result to this file.
+    /// Also write the JSON result to this file [default: stdout only].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 Example:\n  calm calibrate --records datasets/example/records.parquet --delta 0.1 --epsilon 0.05 --out runs/example"
 )]
 pub struct CalibrateArgs {
-    /// Records files (CSV or Parquet; shards are combined). See docs/records.md.
+    /// Records files (CSV or Parquet; shards are combined). See docs/records.md [default: none;
+    /// a model run makes the records].
     #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["model", "data"])]
     pub records: Vec<PathBuf>,
     /// Run this checkpoint (a directory or a .gguf file, as for `calm generate`) over --data
@@ -151,11 +152,7 @@ pub fn run(mut args: CalibrateArgs) -> Result<u8> {
         Some(model) => {
             super::generate::set_threads(1);
             let data = args.sweep.data.clone().context("--model needs --data")?;
-            let gguf_weights = model
-                .extension()
-                .is_some_and(|e| e == "gguf")
-                .then(|| format!("{:?}", args.sweep.model_args.dtype).to_lowercase());
-            let settings = args.sweep.settings(data, gguf_weights);
+            let settings = args.sweep.settings(data);
             settings.validate().map_err(super::check::flag_error)?;
             let checkpoint = args.sweep.model_args.load(model)?;
             Some((model, checkpoint, settings))

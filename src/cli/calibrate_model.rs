@@ -14,17 +14,18 @@ use std::path::PathBuf;
 pub struct SweepArgs {
     #[command(flatten)]
     pub model_args: super::model_args::ModelArgs,
-    /// Labelled examples (JSONL or JSONL.gz with input, reference, id, task).
+    /// Labelled examples (JSONL or JSONL.gz with input, reference, id, task) [default: the main
+    /// job's, datasets/bible/calibration.jsonl.gz].
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// Only examples of this task.
+    /// Only examples of this task [default: every task; the main job's: modernize].
     #[arg(long)]
     pub task: Option<String>,
     /// Confidence measures to sweep [default: softmax-diff,state, and classifier when the
     /// checkpoint has a trained exit classifier].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub measures: Vec<Measure>,
-    /// Temperatures τ of the decaying threshold.
+    /// Temperatures τ ≥ 0 of the decaying threshold λ_t = clip(0.9λ + 0.1·exp(−τt/N)), unitless.
     #[arg(long, value_delimiter = ',', default_value = "0,4")]
     pub taus: Vec<f64>,
     /// Thresholds λ, tested from the largest down: `auto` gives each measure λ = 1 and up to 11
@@ -47,7 +48,8 @@ pub struct SweepArgs {
     /// Metric of the consistency loss: rouge-l, bleu, chrf, token-f1, exact (and the others of `calm score`).
     #[arg(long, default_value = "rouge-l")]
     pub metric: Metric,
-    /// Use at most this many examples (the first ones of the file).
+    /// Use at most this many examples (the first ones of the file) [default: all; the main
+    /// job's: 1000].
     #[arg(long)]
     pub max_examples: Option<usize>,
     /// Parallel decoders (one core each).
@@ -63,11 +65,12 @@ pub struct SweepArgs {
     /// (reports/README.md); the benchmark step always decodes at batch 1.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Maximum output length N.
+    /// Maximum output length N, in tokens.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
     /// Sweep only shard k of N (examples k, k + N, … in file order) over the whole grid and write
-    /// only `records-k-of-N.parquet`; finish with `calm calibrate --records 'DIR/records-*.parquet'`.
+    /// only `records-k-of-N.parquet`; finish with `calm calibrate --records 'DIR/records-*.parquet'`
+    /// [default: one process sweeps every example].
     #[arg(long, value_name = "k/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
     /// Held-out labelled examples for the report's benchmark line: wall-clock tokens/s of the full
@@ -95,7 +98,7 @@ fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
 
 impl SweepArgs {
     /// The library's settings of these options (`--data` required).
-    pub fn settings(&self, data: PathBuf, gguf_weights: Option<String>) -> SweepSettings {
+    pub fn settings(&self, data: PathBuf) -> SweepSettings {
         SweepSettings {
             data,
             task: self.task.clone(),
@@ -114,7 +117,6 @@ impl SweepArgs {
             shard: self.shard,
             bench_data: self.bench_data.clone(),
             bench_examples: self.bench_examples,
-            gguf_weights,
         }
     }
 }

@@ -59,7 +59,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Also write a Markdown summary here (verdict, risk interval, layers, speed). When the
-    /// environment has GITHUB_STEP_SUMMARY, the summary is appended to that file too.
+    /// environment has GITHUB_STEP_SUMMARY, the summary is appended to that file too [default:
+    /// no file].
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
     /// Print check.json to stdout instead of the text report.
@@ -98,7 +99,8 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let checkpoint = args
         .model_args
         .load_for_run(&model_dir, run, &args.thresholds)?;
-    let report = check(&args.thresholds, &args.data, &checkpoint, &options).map_err(flag_error)?;
+    let report =
+        check(&config, &args.thresholds, &args.data, &checkpoint, &options).map_err(flag_error)?;
     let passed = report.passed;
     let json = serde_json::to_string_pretty(&report)? + "\n";
     let out_dir = match &args.out {

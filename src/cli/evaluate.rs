@@ -25,7 +25,7 @@ pub struct EvaluateArgs {
     /// Evaluate at most this many examples of the task (the first ones) [default: all].
     #[arg(long)]
     pub max_examples: Option<usize>,
-    /// Maximum output length N of every decoding.
+    /// Maximum output length N of every decoding, in tokens.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
     /// Parallel decoders (one core each).

@@ -23,10 +23,10 @@ pub struct GenerateArgs {
     /// Input text, or `-` to read one input per line from stdin (one JSON line out per input).
     #[arg(long, value_name = "TEXT")]
     pub input: String,
-    /// Confidence measure for early exit.
+    /// Confidence measure for early exit [default: none, the full model].
     #[arg(long, value_enum, requires = "lambda", conflicts_with_all = ["never_exit", "oracle", "exit_layer"])]
     pub measure: Option<Measure>,
-    /// Threshold λ in [0, 1].
+    /// Threshold λ in [0, 1] of --measure [default: none; required with --measure].
     #[arg(long, requires = "measure")]
     pub lambda: Option<f64>,
     /// Temperature τ ≥ 0 of the decaying threshold λ_t = clip(0.9λ + 0.1·exp(−τt/N)).
@@ -41,15 +41,15 @@ pub struct GenerateArgs {
     /// Exit at the first layer whose prediction equals the top layer's (analysis).
     #[arg(long, conflicts_with = "exit_layer")]
     pub oracle: bool,
-    /// Always exit at this layer (analysis).
+    /// Always exit at this layer, 1-based (analysis) [default: none].
     #[arg(long, value_name = "J")]
     pub exit_layer: Option<usize>,
     /// Use the certified configuration of a thresholds.json (from `calm calibrate --model`
     /// with this model: the sha256 must match) and its output length N (the certificate holds
-    /// for that N only; another --max-new-tokens gets a warning).
+    /// for that N only; another --max-new-tokens gets a warning) [default: none].
     #[arg(long, value_name = "FILE", conflicts_with_all = ["measure", "never_exit", "oracle", "exit_layer"])]
     pub thresholds: Option<PathBuf>,
-    /// Maximum output length N, also the horizon of the decaying threshold
+    /// Maximum output length N in tokens, also the horizon of the decaying threshold
     /// [default: 64, or the calibrated N with --thresholds].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,

@@ -156,6 +156,42 @@ mod tests {
         }
     }
 
+    /// Every optional argument that takes a value but has no default clap shows, as
+    /// "command --arg": its help must say what its absence means (`[default: …]`).
+    fn without_default(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let takes_value = arg.get_action().takes_values();
+            let help = format!(
+                "{} {}",
+                arg.get_help().map(ToString::to_string).unwrap_or_default(),
+                arg.get_long_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            if takes_value
+                && !arg.is_required_set()
+                && arg.get_default_values().is_empty()
+                && !help.contains("[default")
+            {
+                missing.push(format!("{path} --{}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            without_default(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_optional_value_says_its_default() {
+        let mut missing = Vec::new();
+        without_default(&Cli::command(), "calm", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without a default: {missing:#?}",
+            missing.len()
+        );
+    }
+
     #[test]
     fn the_command_line_is_consistent_and_every_argument_documented() {
         Cli::command().debug_assert();

@@ -2,28 +2,54 @@
 //! prompt format of decoder-only models.
 
 use crate::model::{Checkpoint, LoadOptions, PromptFormat};
+use crate::pipeline::check::run_prompt_format;
 use anyhow::{bail, Result};
+use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 use std::path::Path;
 
-/// How GGUF weights are multiplied.
+/// The weights a model runs and the dtype it computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum WeightType {
-    /// The file's quantized blocks through candle's quantized matmul (Q4_0, Q4_1, Q5_0, Q5_1,
-    /// Q8_0, Q2_K–Q8_K; F16/F32 tensors as they are).
+    /// GGUF: the file's quantized blocks through candle's quantized matmul (Q4_0, Q4_1, Q5_0,
+    /// Q5_1, Q8_0, Q2_K–Q8_K; F16/F32 tensors as f32), activations f32. Safetensors: f32.
     #[default]
     Quantized,
-    /// Every weight de-quantized to f32 (exact comparisons with transformers).
+    /// Every weight as f32 (GGUF blocks de-quantized): exact comparisons with transformers.
     F32,
-    /// Block formats re-quantized to Q8_0, whose CPU dot product candle vectorises (Q4_1,
-    /// Q5_0 and Q5_1 have only a scalar kernel): near-lossless, several times faster.
+    /// GGUF: block formats re-quantized to Q8_0, whose CPU dot product candle vectorises
+    /// (Q4_1, Q5_0 and Q5_1 have only a scalar kernel): near-lossless, several times faster.
     Q8_0,
+    /// Every weight and activation as f16 (GGUF blocks de-quantized): half the bytes of f32.
+    F16,
+    /// Every weight and activation as bf16 (GGUF blocks de-quantized). candle's CPU matmul
+    /// has no bf16 kernel and widens each product to f32.
+    Bf16,
+}
+
+impl WeightType {
+    /// The GGUF load options and the compute dtype of this choice.
+    pub fn load_settings(self) -> (LoadOptions, DType) {
+        let dequantize = LoadOptions {
+            dequantize: true,
+            requantize_q8_0: false,
+        };
+        match self {
+            WeightType::Quantized => (LoadOptions::default(), DType::F32),
+            WeightType::F32 => (dequantize, DType::F32),
+            WeightType::Q8_0 => (LoadOptions::from_gguf_weights(Some("q8_0")), DType::F32),
+            WeightType::F16 => (dequantize, DType::F16),
+            WeightType::Bf16 => (dequantize, DType::BF16),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ModelArgs {
-    /// GGUF models: run the quantized weights, or de-quantize them to f32. Ignored for
-    /// safetensors checkpoints, which load as f32.
+    /// The weights and compute dtype: `quantized` runs a GGUF file's blocks as stored (a
+    /// safetensors checkpoint as f32), `q8-0` re-quantizes GGUF blocks to Q8_0, `f32`, `f16`
+    /// and `bf16` convert every weight (GGUF blocks de-quantized) and compute in that type.
+    /// A calibration records the choice; `check` and `generate --thresholds` run the same.
     #[arg(long, value_enum, default_value_t = WeightType::Quantized)]
     pub dtype: WeightType,
     /// Decoder-only models: wrap each input in the model's chat format (its ChatML chat
@@ -32,19 +58,13 @@ pub struct ModelArgs {
     #[arg(long, conflicts_with = "prompt_template")]
     pub chat: bool,
     /// Decoder-only models: a prompt template with `{input}` where each input goes, e.g.
-    /// "Translate to modern English: {input}\n".
+    /// "Translate to modern English: {input}\n" [default: the input as given, or the
+    /// calibrated format with --thresholds].
     #[arg(long, value_name = "TEMPLATE")]
     pub prompt_template: Option<String>,
 }
 
 impl ModelArgs {
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            dequantize: self.dtype == WeightType::F32,
-            requantize_q8_0: self.dtype == WeightType::Q8_0,
-        }
-    }
-
     /// The prompt format these options ask for, given the loaded checkpoint.
     pub fn prompt_format(&self, checkpoint: &Checkpoint) -> Result<PromptFormat> {
         if let Some(template) = &self.prompt_template {
@@ -58,7 +78,13 @@ impl ModelArgs {
 
     /// Load a checkpoint directory or GGUF file with these options.
     pub fn load(&self, path: &Path) -> Result<Checkpoint> {
-        let mut checkpoint = Checkpoint::load_with(path, &self.load_options())?;
+        let (options, dtype) = self.dtype.load_settings();
+        self.load_as(path, &options, dtype)
+    }
+
+    /// Load with these prompt options and the given weights and dtype, on the CPU.
+    fn load_as(&self, path: &Path, options: &LoadOptions, dtype: DType) -> Result<Checkpoint> {
+        let mut checkpoint = Checkpoint::load_with(path, &Device::Cpu, dtype, options)?;
         let asked = self.chat || self.prompt_template.is_some();
         if asked && checkpoint.model.as_t5().is_some() {
             bail!("--chat and --prompt-template apply to decoder-only models; {} is a T5 encoder-decoder", path.display());
@@ -69,24 +95,28 @@ impl ModelArgs {
 }
 
 impl ModelArgs {
-    /// Load the model a calibration ran: its GGUF weight type, and its prompt format unless
-    /// these options name one, which must then be the same (the certificate holds for the
-    /// prompts it was calibrated on).
+    /// Load the model a calibration ran: its GGUF weight type and compute dtype (as
+    /// recorded, whatever --dtype says), and its prompt format unless these options name one,
+    /// which must then be the same (the certificate holds for the prompts it was calibrated
+    /// on).
     pub fn load_for_run(
         &self,
         path: &Path,
         run: &crate::calibrate::thresholds::RunInfo,
         thresholds: &Path,
     ) -> Result<Checkpoint> {
-        let mut options = self.clone();
-        if let Some(weights) = &run.gguf_weights {
-            options.dtype = match weights.as_str() {
-                "f32" => WeightType::F32,
-                "q8_0" => WeightType::Q8_0,
-                _ => WeightType::Quantized,
-            };
+        let (options, dtype) = crate::pipeline::check::run_load_options(run, thresholds)?;
+        if self.dtype != WeightType::Quantized && self.dtype.load_settings() != (options, dtype) {
+            bail!(
+                "{}: calibrated with --dtype {}, not --dtype {}; leave out --dtype to run the calibrated weights",
+                thresholds.display(),
+                recorded_weight_type(&options, dtype),
+                self.dtype
+                    .to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            );
         }
-        let mut checkpoint = options.load(path)?;
+        let mut checkpoint = self.load_as(path, &options, dtype)?;
         let asked = self.chat || self.prompt_template.is_some();
         if asked && checkpoint.prompt.template() != run.prompt_template.as_deref() {
             bail!(
@@ -96,10 +126,18 @@ impl ModelArgs {
                 checkpoint.prompt.template().unwrap_or("the input as given")
             );
         }
-        checkpoint.prompt = match &run.prompt_template {
-            Some(t) => PromptFormat::Template(t.clone()),
-            None => PromptFormat::Plain,
-        };
+        checkpoint.prompt = run_prompt_format(run);
         Ok(checkpoint)
+    }
+}
+
+/// The --dtype value of recorded load settings.
+fn recorded_weight_type(options: &LoadOptions, dtype: DType) -> &'static str {
+    match (options.dequantize, options.requantize_q8_0, dtype) {
+        (_, _, DType::F16) => "f16",
+        (_, _, DType::BF16) => "bf16",
+        (true, _, _) => "f32",
+        (_, true, _) => "q8-0",
+        _ => "quantized",
     }
 }

@@ -94,7 +94,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub copy_share: f64,
     /// Give identity pairs only to these tasks (e.g. a copy-heavy `modernize`, so that a
-    /// translation task spends its steps on real pairs); default: every task.
+    /// translation task spends its steps on real pairs) [default: every task].
     #[arg(long, num_args = 1.., value_name = "TASK")]
     pub copy_tasks: Vec<String>,
     /// Spend the first this many steps on synthetic copy pairs (48 random token sequences of
@@ -107,7 +107,8 @@ pub struct TrainArgs {
     /// schedule). A T5 checkpoint must have the shape the model options describe; a
     /// decoder-only one (Llama, Qwen2, Mistral directory with one model.safetensors, or a llama
     /// GGUF file, written out in HF layout as f32 first) is fine-tuned with the CALM loss on
-    /// prompt → completion pairs, and the model options are ignored.
+    /// prompt → completion pairs, and the model options are ignored [default: none, train from
+    /// scratch].
     #[arg(long, value_name = "PATH")]
     pub init_from: Option<PathBuf>,
     /// Decoder-only fine-tuning: the 1-based layers whose exits enter the CALM loss (with
@@ -116,13 +117,15 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', value_name = "I,...")]
     pub exit_layers: Vec<usize>,
     /// Decoder-only fine-tuning: the prompt template (`{input}`) the inputs are wrapped in,
-    /// as later given to `calibrate --model`.
+    /// as later given to `calibrate --model` [default: the input as given].
     #[arg(long, value_name = "TEMPLATE")]
     pub prompt_template: Option<String>,
-    /// Stop (with a checkpoint) after this many minutes; rerun the same command to resume.
+    /// Stop (with a checkpoint) after this many minutes of wall clock; rerun the same command to
+    /// resume [default: run to the last step].
     #[arg(long, value_name = "MINUTES")]
     pub stop_after_minutes: Option<f64>,
-    /// Stop (with a checkpoint) at this step; rerun the same command to resume.
+    /// Stop (with a checkpoint) at this step; rerun the same command to resume [default: run
+    /// to the last step].
     #[arg(long, value_name = "STEP")]
     pub stop_after_steps: Option<usize>,
 }

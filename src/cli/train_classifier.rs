@@ -16,7 +16,8 @@ pub struct TrainClassifierArgs {
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// Decoder-only models: a prompt template with `{input}` for the inputs (the references
-    /// are the completions after it), as given to `calibrate --model`.
+    /// are the completions after it), as given to `calibrate --model` [default: the input as
+    /// given].
     #[arg(long, value_name = "TEMPLATE")]
     pub prompt_template: Option<String>,
     /// Training examples (JSONL or JSONL.gz).
@@ -26,7 +27,7 @@ pub struct TrainClassifierArgs {
     /// [default: every task].
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
-    /// Held-out examples for the per-layer F1 report.
+    /// Held-out examples for the per-layer F1 report [default: none, no report].
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub eval: Vec<PathBuf>,
     /// Optimizer steps of the classifier (the model stays frozen).

@@ -16,14 +16,53 @@ use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
-/// How a checkpoint is loaded.
+/// How a checkpoint's GGUF weights are loaded (safetensors checkpoints ignore it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// GGUF: de-quantize every weight to f32 (exact comparisons with transformers) instead of
-    /// multiplying the quantized blocks.
+    /// GGUF: de-quantize every weight to the compute dtype (exact comparisons with
+    /// transformers) instead of multiplying the quantized blocks.
     pub dequantize: bool,
     /// GGUF: re-quantize block formats to Q8_0 (candle's vectorised CPU kernel).
     pub requantize_q8_0: bool,
+}
+
+impl LoadOptions {
+    /// The options of a GGUF weight type as thresholds.json records it (`quantized`, `f32`
+    /// for de-quantized, `q8_0`); None or an unknown name: the quantized blocks.
+    pub fn from_gguf_weights(name: Option<&str>) -> Self {
+        LoadOptions {
+            dequantize: name == Some("f32") || name == Some("dequantized"),
+            requantize_q8_0: name == Some("q8_0"),
+        }
+    }
+
+    /// The name thresholds.json records for these options.
+    pub fn gguf_weights_name(&self) -> &'static str {
+        if self.dequantize {
+            "f32"
+        } else if self.requantize_q8_0 {
+            "q8_0"
+        } else {
+            "quantized"
+        }
+    }
+}
+
+/// The dtypes a model computes in: f32 (the default; training and exact comparisons), f16 and
+/// bf16 (half the bytes per weight; candle's CPU kernels widen bf16 products to f32).
+pub const COMPUTE_DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+/// The name of a compute dtype as thresholds.json and the CLI write it (`f32`, `f16`, `bf16`).
+pub fn dtype_name(dtype: DType) -> &'static str {
+    dtype.as_str()
+}
+
+/// A compute dtype by its name (`f32`, `f16`, `bf16`).
+pub fn dtype_from_name(name: &str) -> Result<DType> {
+    COMPUTE_DTYPES
+        .into_iter()
+        .find(|d| d.as_str() == name)
+        .ok_or_else(|| anyhow!("unknown compute dtype {name:?} (expected f32, f16 or bf16)"))
 }
 
 /// How an input text becomes a decoder-only prompt.
@@ -68,6 +107,8 @@ pub struct Checkpoint {
     pub chat_template: Option<String>,
     /// GGUF: the BOS token prepended to every prompt (`tokenizer.ggml.add_bos_token`).
     prepend_bos: Option<u32>,
+    /// GGUF: how its weights were loaded (None for safetensors checkpoints).
+    pub gguf_options: Option<LoadOptions>,
 }
 
 fn required(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -178,14 +219,28 @@ fn directory_chat_template(dir: &Path) -> Option<String> {
 }
 
 impl Checkpoint {
-    pub fn load(path: &Path) -> Result<Self> {
-        Self::load_with(path, &LoadOptions::default())
+    /// Load a checkpoint directory or GGUF file onto `device`, computing in `dtype` (f32, f16
+    /// or bf16): weights stored in another float type are converted as they load, GGUF block
+    /// formats stay quantized.
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(path, device, dtype, &LoadOptions::default())
     }
 
-    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Self> {
-        let device = Device::Cpu;
+    /// [`Checkpoint::load`] with GGUF load options.
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        dtype: DType,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        if !COMPUTE_DTYPES.contains(&dtype) {
+            bail!(
+                "cannot compute in {} (calm runs f32, f16 or bf16)",
+                dtype.as_str()
+            );
+        }
         if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
-            return Self::load_gguf(path, options, &device);
+            return Self::load_gguf(path, options, dtype, device);
         }
         if !path.is_dir() {
             bail!(
@@ -222,21 +277,21 @@ impl Checkpoint {
             let config = T5Config::from_file(&config_path)?;
             let bytes = std::fs::read(&files[0])
                 .with_context(|| format!("cannot read {}", files[0].display()))?;
-            let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+            let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
                 .with_context(|| format!("{}: not a valid safetensors file", files[0].display()))?;
             Model::T5(T5Model::load(&config, vb).with_context(mismatch)?)
         } else {
             let config = LlamaConfig::from_file(&config_path)?;
             // SAFETY: the files are memory-mapped read-only for the duration of loading; calm
             // does not modify checkpoint files while it runs.
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &device) }
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
                 .with_context(|| format!("{}: not a valid safetensors file", files[0].display()))?;
             let mut eos = config.eos_ids();
             eos.extend(generation_eos(path));
             eos.sort_unstable();
             eos.dedup();
             Model::Llama(
-                LlamaModel::load(&config, &Weights::Hf(vb), false, eos, &device)
+                LlamaModel::load(&config, &Weights::Hf(vb), false, eos, device)
                     .with_context(mismatch)?,
             )
         };
@@ -252,11 +307,23 @@ impl Checkpoint {
             model_sha256: sha256_files(&files)?,
             prompt: PromptFormat::Plain,
             prepend_bos: None,
+            gguf_options: None,
         })
     }
 
-    fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Self> {
-        let gguf = read_gguf(path, options.dequantize, options.requantize_q8_0, device)?;
+    fn load_gguf(
+        path: &Path,
+        options: &LoadOptions,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let gguf = read_gguf(
+            path,
+            options.dequantize,
+            options.requantize_q8_0,
+            dtype,
+            device,
+        )?;
         let model = LlamaModel::load(
             &gguf.config,
             &Weights::Gguf(&gguf.tensors, device.clone()),
@@ -273,6 +340,7 @@ impl Checkpoint {
             prompt: PromptFormat::Plain,
             chat_template: gguf.chat_template,
             prepend_bos: if gguf.add_bos { gguf.bos } else { None },
+            gguf_options: Some(*options),
         })
     }
 

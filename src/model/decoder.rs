@@ -155,7 +155,8 @@ impl Decoder {
         let mask: Vec<f32> = (0..length)
             .flat_map(|q| (0..length).map(move |k| if k <= q { 0.0 } else { -1e9 }))
             .collect();
-        let mask = Tensor::from_vec(mask, (1, 1, length, length), device)?;
+        let mask =
+            Tensor::from_vec(mask, (1, 1, length, length), device)?.to_dtype(relative.dtype())?;
         relative.broadcast_add(&mask)
     }
 

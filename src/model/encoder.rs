@@ -87,7 +87,7 @@ impl Encoder {
     ) -> Result<Tensor> {
         let (_, seq_len) = ids.dims2()?;
         let device = ids.device();
-        let mask = padding_mask(lengths, seq_len, device)?;
+        let mask = padding_mask(lengths, seq_len, embedding.embeddings().dtype(), device)?;
         let relative = self.blocks[0]
             .attention
             .position_bias(0..seq_len, seq_len, true, device)?;

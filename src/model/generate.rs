@@ -11,7 +11,7 @@ use super::loaded::Model;
 use super::profile::{timed, Part};
 use super::t5::T5Model;
 use anyhow::{bail, Result};
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use serde::Serialize;
 
 /// Decoding options.
@@ -141,8 +141,7 @@ fn confidences<F: ExitFamily>(
     let rows = h.dim(0)?;
     match measure {
         Measure::SoftmaxDiff | Measure::SoftmaxMax => {
-            let probs =
-                candle_nn::ops::softmax_last_dim(&model.exit_logits(h)?)?.to_vec2::<f32>()?;
+            let probs = exit_probabilities(model, h)?;
             let mut conf = Vec::with_capacity(rows);
             let mut argmax = Vec::with_capacity(rows);
             for row in &probs {
@@ -164,10 +163,24 @@ fn confidences<F: ExitFamily>(
             Ok((cos.into_iter().map(Some).collect(), None))
         }
         Measure::Classifier => match model.classifier_confidence(h)? {
-            Some(conf) => Ok((conf.to_vec1::<f32>()?.into_iter().map(Some).collect(), None)),
+            Some(conf) => Ok((
+                conf.to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                None,
+            )),
             None => bail!("the checkpoint has no early-exit classifier (calm.exit_classifier.*)"),
         },
     }
+}
+
+/// Exit-head probabilities [A][V] of states `h` [A, 1, D]: the softmax in f32 whatever the
+/// model's dtype, so confidences are comparable across dtypes.
+fn exit_probabilities<F: ExitFamily>(model: &F, h: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let logits = model.exit_logits(h)?.to_dtype(DType::F32)?;
+    Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
 }
 
 /// Argmax of the exit head for states `h` [A, 1, D].
@@ -425,8 +438,7 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
         let mut per_row: Vec<Vec<LayerRecord>> = vec![Vec::with_capacity(depth); self.batch];
         for layer in 1..=depth {
             let h = &states[layer];
-            let probs =
-                candle_nn::ops::softmax_last_dim(&self.model.exit_logits(h)?)?.to_vec2::<f32>()?;
+            let probs = exit_probabilities(self.model, h)?;
             let state = if layer >= 2 {
                 Some(row_cosine(&h.squeeze(1)?, &states[layer - 1].squeeze(1)?)?.to_vec1::<f32>()?)
             } else {
@@ -435,7 +447,7 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
             let classifier = self
                 .model
                 .classifier_confidence(h)?
-                .map(|c| c.to_vec1::<f32>())
+                .map(|c| c.to_dtype(DType::F32)?.to_vec1::<f32>())
                 .transpose()?;
             for (row, records) in per_row.iter_mut().enumerate() {
                 let (argmax, top, diff) = top_two(&probs[row]);
@@ -656,7 +668,13 @@ pub fn teacher_forced_logits(
         let states = run.probe(&x, &position)?;
         let mut layers = Vec::with_capacity(states.len() - 1);
         for h in &states[1..] {
-            layers.push(model.exit_logits(h)?.squeeze(0)?.to_vec1::<f32>()?);
+            layers.push(
+                model
+                    .exit_logits(h)?
+                    .squeeze(0)?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?,
+            );
         }
         out.push(layers);
         run.step(&[token], t, &[false], &options)?;

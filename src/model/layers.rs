@@ -324,17 +324,25 @@ impl Attention {
     }
 }
 
-/// Additive mask [B, 1, 1, S]: 0 for real tokens, a large negative number for padding.
-pub fn padding_mask(lengths: &[usize], max_len: usize, device: &Device) -> Result<Tensor> {
+/// Additive mask [B, 1, 1, S] in `dtype`: 0 for real tokens, a large negative number for
+/// padding (−∞ once narrowed to f16).
+pub fn padding_mask(
+    lengths: &[usize],
+    max_len: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let mut values = Vec::with_capacity(lengths.len() * max_len);
     for &length in lengths {
         values.extend((0..max_len).map(|i| if i < length { 0f32 } else { f32::MIN }));
     }
-    Tensor::from_vec(values, (lengths.len(), 1, 1, max_len), device)?.to_dtype(DType::F32)
+    Tensor::from_vec(values, (lengths.len(), 1, 1, max_len), device)?.to_dtype(dtype)
 }
 
-/// Cosine similarity of matching rows of two [B, D] tensors, as [B].
+/// Cosine similarity of matching rows of two [B, D] tensors, as [B] f32 (computed in f32
+/// whatever the states' dtype).
 pub fn row_cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = (&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?);
     let dot = (a * b)?.sum(D::Minus1)?;
     let norms = (a.sqr()?.sum(D::Minus1)?.sqrt()? * b.sqr()?.sum(D::Minus1)?.sqrt()?)?;
     dot / norms.clamp(1e-12f32, f32::MAX)?

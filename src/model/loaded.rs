@@ -37,6 +37,14 @@ impl Model {
         }
     }
 
+    /// The dtype the model computes in (f32, f16 or bf16).
+    pub fn dtype(&self) -> candle_core::DType {
+        match self {
+            Model::T5(m) => m.dtype,
+            Model::Llama(m) => m.dtype,
+        }
+    }
+
     pub fn hidden_size(&self) -> usize {
         match self {
             Model::T5(m) => m.config.d_model,

@@ -19,7 +19,11 @@ pub mod profile;
 pub mod prompt;
 pub mod t5;
 
-pub use checkpoint::{Checkpoint, LoadOptions, PromptFormat};
+/// The device and dtype types a caller passes to [`Checkpoint::load`].
+pub use candle_core::{DType, Device};
+pub use checkpoint::{
+    dtype_from_name, dtype_name, Checkpoint, LoadOptions, PromptFormat, COMPUTE_DTYPES,
+};
 pub use config::T5Config;
 pub use exit::{decayed_threshold, ExitPolicy, Measure};
 pub use generate::{

@@ -5,7 +5,7 @@ use super::config::T5Config;
 use super::decoder::Decoder;
 use super::encoder::Encoder;
 use super::layers::Dense;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 /// Tensor names of the CALM early-exit classifier (one linear layer d_model → 1 shared by all layers).
@@ -45,6 +45,8 @@ pub struct T5Model {
     /// (weight [1, D], bias [1]) of the early-exit classifier, when the checkpoint has one.
     exit_classifier: Option<(Tensor, Tensor)>,
     pub device: Device,
+    /// The dtype of the weights and activations (f32, f16 or bf16).
+    pub dtype: DType,
 }
 
 impl T5Model {
@@ -79,6 +81,7 @@ impl T5Model {
                 .then(|| (d as f64).powf(-0.5)),
             exit_classifier,
             device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -108,7 +111,7 @@ impl T5Model {
             .iter()
             .map(|block| block.cross_key_value(&hidden))
             .collect::<Result<Vec<_>>>()?;
-        let mask = super::layers::padding_mask(&lengths, max_len, &self.device)?;
+        let mask = super::layers::padding_mask(&lengths, max_len, self.dtype, &self.device)?;
         Ok(EncodedBatch {
             hidden,
             lengths,
@@ -143,7 +146,7 @@ impl T5Model {
         let encoded = self.encoder.forward(&self.embedding, input_ids, lengths)?;
         let (_, source_len) = input_ids.dims2()?;
         let (_, target_len) = decoder_ids.dims2()?;
-        let mask = super::layers::padding_mask(lengths, source_len, &self.device)?;
+        let mask = super::layers::padding_mask(lengths, source_len, self.dtype, &self.device)?;
         let bias = self.decoder.causal_bias(target_len, &self.device)?;
         let mut x = candle_nn::Module::forward(&self.embedding, decoder_ids)?;
         let mut states = Vec::with_capacity(self.decoder.blocks.len());

@@ -57,9 +57,6 @@ pub struct SweepSettings {
     pub bench_data: Option<PathBuf>,
     /// Decode at most this many examples of `bench_data`.
     pub bench_examples: usize,
-    /// GGUF models: the weight type the sweep runs ("quantized", "f32", "q8_0"), recorded so
-    /// that the gate replays the same.
-    pub gguf_weights: Option<String>,
 }
 
 impl SweepSettings {
@@ -83,7 +80,6 @@ impl SweepSettings {
             shard: None,
             bench_data: None,
             bench_examples: 200,
-            gguf_weights: None,
         }
     }
 
@@ -621,7 +617,11 @@ fn calibrate_model_inner(
         }),
         max_new_tokens: settings.max_new_tokens,
         prompt_template: checkpoint.prompt.template().map(str::to_string),
-        gguf_weights: settings.gguf_weights.clone(),
+        gguf_weights: checkpoint
+            .gguf_options
+            .map(|o| o.gguf_weights_name().to_string()),
+        dtype: (checkpoint.model.dtype() != candle_core::DType::F32)
+            .then(|| crate::model::dtype_name(checkpoint.model.dtype()).to_string()),
         sweep: SweepInfo {
             configurations_evaluated: result.evaluated,
             configurations_in_grid: result.grid,

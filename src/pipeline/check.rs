@@ -4,11 +4,13 @@
 
 use super::error::PipelineError;
 use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
-use crate::calibrate::thresholds::{read_thresholds, Selected, ThresholdsFile};
+use crate::calibrate::thresholds::RunInfo;
+use crate::calibrate::thresholds::{Selected, ThresholdsFile};
 use crate::data::read_task_examples;
 use crate::model::{Checkpoint, LoadOptions, Measure, PromptFormat};
 use crate::pipeline::replay::{encode_examples, replay_configuration, Configuration};
 use crate::util::sha256_file;
+use candle_core::{DType, Device};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -152,46 +154,64 @@ pub fn mean_layers_with_error(layers: &[f64], tokens: &[u32]) -> (f64, f64) {
     (mean, (squares * n / (n - 1.0)).sqrt() / total)
 }
 
+/// How the calibration recorded in `run` (read from `source`) loaded its model: the GGUF
+/// weight type and the compute dtype (f32 when not recorded).
+pub fn run_load_options(
+    run: &RunInfo,
+    source: &Path,
+) -> Result<(LoadOptions, DType), PipelineError> {
+    let dtype = match run.dtype.as_deref() {
+        None => DType::F32,
+        Some(name) => crate::model::dtype_from_name(name).map_err(|e| {
+            PipelineError::Other(e.context(format!("{}: run.dtype", source.display())))
+        })?,
+    };
+    Ok((
+        LoadOptions::from_gguf_weights(run.gguf_weights.as_deref()),
+        dtype,
+    ))
+}
+
+/// The prompt format the calibration recorded in `run` used.
+pub fn run_prompt_format(run: &RunInfo) -> PromptFormat {
+    match &run.prompt_template {
+        Some(t) => PromptFormat::Template(t.clone()),
+        None => PromptFormat::Plain,
+    }
+}
+
 /// The model a calibration ran (`model`, or the path it recorded), loaded as it ran: its
-/// GGUF weight type and its prompt format.
+/// GGUF weight type, compute dtype and prompt format, on `device`.
 pub fn load_calibrated_model(
     thresholds: &ThresholdsFile,
     source: &Path,
     model: Option<&Path>,
+    device: &Device,
 ) -> Result<Checkpoint, PipelineError> {
     let run = thresholds
         .run
         .as_ref()
         .ok_or_else(|| PipelineError::NoModelRun(source.to_path_buf()))?;
     let path = model.map_or_else(|| run.model.clone(), Path::to_path_buf);
-    let weights = run.gguf_weights.as_deref();
-    let mut checkpoint = Checkpoint::load_with(
-        &path,
-        &LoadOptions {
-            dequantize: weights == Some("f32"),
-            requantize_q8_0: weights == Some("q8_0"),
-        },
-    )?;
-    checkpoint.prompt = match &run.prompt_template {
-        Some(t) => PromptFormat::Template(t.clone()),
-        None => PromptFormat::Plain,
-    };
+    let (options, dtype) = run_load_options(run, source)?;
+    let mut checkpoint = Checkpoint::load_with(&path, device, dtype, &options)?;
+    checkpoint.prompt = run_prompt_format(run);
     run.require_model(&checkpoint.model_sha256, &path, source)?;
     Ok(checkpoint)
 }
 
-/// Run the certified configuration of the thresholds file at `thresholds` on the fresh
+/// Run the certified configuration of `config` (the thresholds file read from `thresholds`) on the fresh
 /// labelled examples of `data` with `checkpoint` (the calibrated model: its sha256 must
 /// match), and test its risk: certify (H: risk > δ at level ε) and detect a violation
 /// (H′: risk ≤ δ at level α), with the mean layers against the calibrated value.
 pub fn check(
+    config: &ThresholdsFile,
     thresholds: &Path,
     data: &Path,
     checkpoint: &Checkpoint,
     options: &CheckOptions,
 ) -> Result<CheckReport, PipelineError> {
     options.validate()?;
-    let config = read_thresholds(thresholds)?;
     let Some(run) = &config.run else {
         return Err(PipelineError::NoModelRun(thresholds.to_path_buf()));
     };

@@ -182,10 +182,11 @@ pub fn train_classifier(dir: &Path, options: &ClassifierOptions) -> Result<Vec<L
             dir.display()
         );
     }
-    let mut checkpoint = Checkpoint::load(dir)?;
+    // Training is f32 on the CPU.
+    let device = candle_core::Device::Cpu;
+    let mut checkpoint = Checkpoint::load(dir, &device, DType::F32)?;
     checkpoint.prompt = options.prompt.clone();
     let model = &checkpoint.model;
-    let device = candle_core::Device::Cpu;
     let depth = model.num_decoder_layers();
     if depth < 2 {
         bail!("the exit classifier needs at least two decoder layers");

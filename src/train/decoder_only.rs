@@ -185,7 +185,8 @@ pub fn fine_tune(options: &FineTuneOptions, out: &Path, stop: StopAt) -> Result<
             base.display()
         );
     }
-    let mut checkpoint = Checkpoint::load(&base)?;
+    // Training is f32 on the CPU.
+    let mut checkpoint = Checkpoint::load(&base, &Device::Cpu, DType::F32)?;
     let Some(frozen) = checkpoint.model.as_llama() else {
         bail!("{}: not a decoder-only checkpoint (calm train trains T5 without --init-from a Llama-family model)", base.display());
     };

@@ -93,13 +93,19 @@ fn the_decoder_only_default_calibrates_end_to_end_and_the_gate_checks_it() {
     // pipeline::check; the verdict, risk and layers equal the CLI's (speeds are timings).
     let thresholds_path = out.join("thresholds.json");
     let thresholds = calm::calibrate::thresholds::read_thresholds(&thresholds_path).unwrap();
-    let checkpoint =
-        calm::pipeline::load_calibrated_model(&thresholds, &thresholds_path, None).unwrap();
+    let checkpoint = calm::pipeline::load_calibrated_model(
+        &thresholds,
+        &thresholds_path,
+        None,
+        &calm::model::Device::Cpu,
+    )
+    .unwrap();
     let options = calm::pipeline::CheckOptions {
         max_examples: Some(30),
         ..calm::pipeline::CheckOptions::default()
     };
     let report = calm::pipeline::check(
+        &thresholds,
         &thresholds_path,
         Path::new("datasets/bible/test.jsonl.gz"),
         &checkpoint,
@@ -125,6 +131,7 @@ fn the_decoder_only_default_calibrates_end_to_end_and_the_gate_checks_it() {
         ..options
     };
     let error = calm::pipeline::check(
+        &thresholds,
         &thresholds_path,
         Path::new("datasets/bible/test.jsonl.gz"),
         &checkpoint,

@@ -4,7 +4,7 @@
 
 use calm::model::layers::relative_position_bucket;
 use calm::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, Measure};
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -290,7 +290,7 @@ const INPUTS: [&str; 3] = [
 
 fn check_forced_exits(name: &str) {
     let dir = fixture_dir(name);
-    let checkpoint = Checkpoint::load(&dir).unwrap();
+    let checkpoint = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
     let reference = Reference::load(&checkpoint, &dir);
     let model = &checkpoint.model;
     let depth = model.num_decoder_layers();
@@ -374,7 +374,7 @@ fn forced_exits_match_the_truncated_and_propagated_reference() {
 
 #[test]
 fn exits_are_decided_per_sequence_in_a_batch() {
-    let checkpoint = Checkpoint::load(&fixture_dir("gated")).unwrap();
+    let checkpoint = Checkpoint::load(&fixture_dir("gated"), &Device::Cpu, DType::F32).unwrap();
     let model = &checkpoint.model;
     let inputs: Vec<Vec<u32>> = INPUTS
         .iter()
@@ -441,7 +441,7 @@ fn oracle_exits_where_the_layer_agrees_with_the_top() {
     // oracle above, computed from its own per-layer logits.
     for name in ["gated", "tied-relu"] {
         let dir = fixture_dir(name);
-        let checkpoint = Checkpoint::load(&dir).unwrap();
+        let checkpoint = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
         let reference = Reference::load(&checkpoint, &dir);
         let model = &checkpoint.model;
         let options = GenerationOptions {
@@ -503,7 +503,8 @@ fn checkpoint_with_classifier(bias: f32) -> PathBuf {
 fn the_exit_classifier_is_loaded_and_used() {
     let ids_of = |checkpoint: &Checkpoint| checkpoint.encode(INPUTS[0]).unwrap();
     // sigmoid(5) = 0.9933 clears λ_t ≤ 0.9·0.95 + 0.1 = 0.955: every token exits at layer 1.
-    let confident = Checkpoint::load(&checkpoint_with_classifier(5.0)).unwrap();
+    let confident =
+        Checkpoint::load(&checkpoint_with_classifier(5.0), &Device::Cpu, DType::F32).unwrap();
     let policy = ExitPolicy::Threshold {
         measure: Measure::Classifier,
         lambda: 0.95,
@@ -535,7 +536,8 @@ fn the_exit_classifier_is_loaded_and_used() {
         .iter()
         .all(|l| l.classifier.is_some()));
     // sigmoid(−5) never clears it: the full model.
-    let unsure = Checkpoint::load(&checkpoint_with_classifier(-5.0)).unwrap();
+    let unsure =
+        Checkpoint::load(&checkpoint_with_classifier(-5.0), &Device::Cpu, DType::F32).unwrap();
     let out = &generate(&unsure.model, &[ids_of(&unsure)], &options).unwrap()[0];
     assert!(out.exit_layers().iter().all(|&l| l == 3));
 }

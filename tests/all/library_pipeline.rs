@@ -4,7 +4,7 @@
 use super::llama_parity::llama_fixture;
 use crate::common::{copy_examples, scratch};
 use calm::calibrate::{CalibrationOptions, PValueMethod, Procedure};
-use calm::model::{Checkpoint, PromptFormat};
+use calm::model::{Checkpoint, DType, Device, PromptFormat};
 use calm::pipeline::{
     calibrate_model, check, load_calibrated_model, CheckOptions, LambdaGrid, PipelineError,
     SweepSettings,
@@ -16,7 +16,7 @@ fn model_to_thresholds_to_gate_through_the_library() {
     let data = copy_examples(&dir, "data.jsonl", 0, 40);
     let fresh = copy_examples(&dir, "fresh.jsonl", 40, 30);
     let model_dir = llama_fixture("llama-gqa-tied");
-    let mut checkpoint = Checkpoint::load(&model_dir).unwrap();
+    let mut checkpoint = Checkpoint::load(&model_dir, &Device::Cpu, DType::F32).unwrap();
     checkpoint.prompt = PromptFormat::Template("Q: {input}\nA:".into());
     let settings = SweepSettings {
         measures: vec![
@@ -46,12 +46,19 @@ fn model_to_thresholds_to_gate_through_the_library() {
 
     // The gate loads the model as it was calibrated (prompt format included) and re-checks.
     let thresholds = out.join("thresholds.json");
-    let model = load_calibrated_model(&run.thresholds, &thresholds, None).unwrap();
+    let model = load_calibrated_model(&run.thresholds, &thresholds, None, &Device::Cpu).unwrap();
     assert_eq!(
         model.prompt,
         PromptFormat::Template("Q: {input}\nA:".into())
     );
-    let report = check(&thresholds, &fresh, &model, &CheckOptions::default()).unwrap();
+    let report = check(
+        &run.thresholds,
+        &thresholds,
+        &fresh,
+        &model,
+        &CheckOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.test.n, 30);
     assert_eq!(report.test.delta, 0.3);
 
@@ -60,7 +67,7 @@ fn model_to_thresholds_to_gate_through_the_library() {
         taus: vec![0.0, 0.0],
         ..settings.clone()
     };
-    let reloaded = Checkpoint::load(&model_dir).unwrap();
+    let reloaded = Checkpoint::load(&model_dir, &Device::Cpu, DType::F32).unwrap();
     match calibrate_model(reloaded, &model_dir, &twice, &options, &dir.join("bad")) {
         Err(PipelineError::InvalidOption { name: "taus", .. }) => {}
         other => panic!("expected an invalid taus error, got {:?}", other.err()),

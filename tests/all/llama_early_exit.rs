@@ -5,7 +5,7 @@
 
 use super::llama_parity::llama_fixture;
 use calm::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, Measure};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use std::collections::HashMap;
 
 type Matrix = Vec<Vec<f64>>;
@@ -322,7 +322,7 @@ fn forced_exits_match_a_cache_free_reference() {
     let mut control_differs = false;
     let mut varied = false;
     for name in ["llama-gqa-tied", "qwen2-bias"] {
-        let checkpoint = Checkpoint::load(&llama_fixture(name)).unwrap();
+        let checkpoint = Checkpoint::load(&llama_fixture(name), &Device::Cpu, DType::F32).unwrap();
         let reference = Reference::load(name);
         let depth = checkpoint.model.num_decoder_layers();
         let prompt = checkpoint.encode("The quick fox jumps").unwrap();
@@ -367,7 +367,7 @@ fn forced_exits_match_a_cache_free_reference() {
 #[test]
 fn bible_llama_threshold_exits_match_a_cache_free_reference() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/bible/model-llama");
-    let checkpoint = Checkpoint::load(&dir).unwrap();
+    let checkpoint = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
     let reference = Reference::load_dir(&dir);
     let prompt = checkpoint
         .encode("modernize: And God said, Let there be light: and there was light.")
@@ -389,7 +389,12 @@ fn bible_llama_threshold_exits_match_a_cache_free_reference() {
 
 #[test]
 fn per_row_exits_in_a_batch_equal_batch_one() {
-    let checkpoint = Checkpoint::load(&llama_fixture("llama-untied-rope")).unwrap();
+    let checkpoint = Checkpoint::load(
+        &llama_fixture("llama-untied-rope"),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     // Prompts of one length share a batch; the rows exit at different layers.
     let prompts: Vec<Vec<u32>> = [
         "The quick fox",

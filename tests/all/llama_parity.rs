@@ -6,7 +6,7 @@
 use calm::model::{
     generate, Checkpoint, ExitPolicy, GenerationOptions, LoadOptions, Measure, PromptFormat,
 };
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,7 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 fn tiny_llama_family_checkpoints_match_transformers() {
     for name in LLAMA_FIXTURES {
         let dir = llama_fixture(name);
-        let checkpoint = Checkpoint::load(&dir).unwrap();
+        let checkpoint = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
         let reference = reference(&dir);
         let model = checkpoint.model.as_llama().unwrap();
         let depth = model.num_layers();
@@ -169,7 +169,8 @@ fn tiny_llama_family_checkpoints_match_transformers() {
 
 #[test]
 fn exits_apply_to_generated_tokens_only() {
-    let checkpoint = Checkpoint::load(&llama_fixture("llama-gqa-tied")).unwrap();
+    let checkpoint =
+        Checkpoint::load(&llama_fixture("llama-gqa-tied"), &Device::Cpu, DType::F32).unwrap();
     let prompt = checkpoint.encode("The quick fox").unwrap();
     let options = GenerationOptions {
         max_new_tokens: 6,
@@ -190,7 +191,8 @@ fn exits_apply_to_generated_tokens_only() {
 
 #[test]
 fn prompt_templates_and_bad_models() {
-    let mut checkpoint = Checkpoint::load(&llama_fixture("qwen2-bias")).unwrap();
+    let mut checkpoint =
+        Checkpoint::load(&llama_fixture("qwen2-bias"), &Device::Cpu, DType::F32).unwrap();
     let plain = checkpoint.encode("fox").unwrap();
     checkpoint.prompt = PromptFormat::Template("The quick {input}".into());
     assert_eq!(
@@ -241,6 +243,8 @@ fn smollm2_gguf_matches_transformers() {
     let reference = smollm2_reference();
     let mut checkpoint = Checkpoint::load_with(
         &path,
+        &Device::Cpu,
+        DType::F32,
         &LoadOptions {
             dequantize: true,
             ..Default::default()
@@ -307,7 +311,7 @@ fn smollm2_gguf_matches_transformers() {
     assert!(compared >= 5 * 32, "{compared} tokens compared");
 
     // The quantized path: agreement with the f32 ids, reported.
-    let mut quantized = Checkpoint::load(&path).unwrap();
+    let mut quantized = Checkpoint::load(&path, &Device::Cpu, DType::F32).unwrap();
     quantized.prompt = checkpoint.prompt.clone();
     let (mut same, mut total) = (0, 0);
     for (prompt, tokens) in &prompts {
@@ -362,8 +366,8 @@ fn sharded_safetensors_load_like_one_file() {
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
-    let sharded = Checkpoint::load(&dir).unwrap();
-    let single = Checkpoint::load(&source).unwrap();
+    let sharded = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
+    let single = Checkpoint::load(&source, &Device::Cpu, DType::F32).unwrap();
     let prompt = single.encode("The quick fox").unwrap();
     let a = generate(&single.model, std::slice::from_ref(&prompt), &full(8)).unwrap();
     let b = generate(&sharded.model, std::slice::from_ref(&prompt), &full(8)).unwrap();
@@ -374,7 +378,10 @@ fn sharded_safetensors_load_like_one_file() {
     );
     // A shard the index names but the directory lacks: the error names it.
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
-    let err = Checkpoint::load(&dir).err().unwrap().to_string();
+    let err = Checkpoint::load(&dir, &Device::Cpu, DType::F32)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

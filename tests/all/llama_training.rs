@@ -4,7 +4,7 @@
 use super::llama_parity::{llama_fixture, smollm2};
 use crate::common::{calm, copy_examples, scratch, text};
 use calm::model::{generate, Checkpoint, ExitPolicy, GenerationOptions, LoadOptions, PromptFormat};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use std::path::Path;
 
 fn nll_columns(log: &Path) -> Vec<Vec<f64>> {
@@ -88,7 +88,7 @@ fn calm_loss_fine_tuning_learns_updates_every_weight_and_resumes_exactly() {
         assert_ne!(a, b, "{name} did not change");
     }
     // The result is a checkpoint calm (and transformers) loads.
-    let mut checkpoint = Checkpoint::load(&straight).unwrap();
+    let mut checkpoint = Checkpoint::load(&straight, &Device::Cpu, DType::F32).unwrap();
     checkpoint.prompt = PromptFormat::Template("Q: {input}\nA:".into());
     let prompt = checkpoint.encode("the cat").unwrap();
     let options = GenerationOptions {
@@ -139,13 +139,15 @@ fn gguf_written_in_hf_layout_decodes_like_the_gguf() {
     calm::model::llama::export::export_gguf_to_hf(&path, &out).unwrap();
     let mut gguf = Checkpoint::load_with(
         &path,
+        &Device::Cpu,
+        DType::F32,
         &LoadOptions {
             dequantize: true,
             ..Default::default()
         },
     )
     .unwrap();
-    let mut hf = Checkpoint::load(&out).unwrap();
+    let mut hf = Checkpoint::load(&out, &Device::Cpu, DType::F32).unwrap();
     gguf.prompt = gguf.chat_format().unwrap();
     hf.prompt = hf.chat_format().unwrap();
     assert_eq!(gguf.prompt, hf.prompt);
@@ -225,7 +227,7 @@ fn llama_from_scratch_learns_records_its_prompt_format_and_resumes_exactly() {
     assert_eq!(config["num_hidden_layers"], 3);
     assert_eq!(config["num_key_value_heads"], 2);
     assert_eq!(config["eos_token_id"], 1);
-    let checkpoint = Checkpoint::load(&straight).unwrap();
+    let checkpoint = Checkpoint::load(&straight, &Device::Cpu, DType::F32).unwrap();
     let prompt = checkpoint.encode("the cat sat").unwrap();
     assert_eq!(*prompt.last().unwrap(), 3);
     assert_eq!(checkpoint.decode(&prompt).unwrap(), "the cat sat");

@@ -16,6 +16,7 @@ mod cli_generate;
 mod cli_score;
 mod cli_trials;
 mod dataset;
+mod dtypes;
 mod early_exit;
 mod gate_validity;
 mod grid_validity;

@@ -2,7 +2,9 @@
 //! (tests/fixtures/t5, made by make_fixtures.py): tokenization, encoder output, greedy output,
 //! logits of every exit head, and the hidden-state cosine used by the `state` measure.
 
-use calm::model::{generate, teacher_forced_logits, Checkpoint, ExitPolicy, GenerationOptions};
+use calm::model::{
+    generate, teacher_forced_logits, Checkpoint, DType, Device, ExitPolicy, GenerationOptions,
+};
 use serde_json::Value;
 use std::path::Path;
 
@@ -10,7 +12,8 @@ fn fixture(name: &str) -> (Checkpoint, Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/t5")
         .join(name);
-    let checkpoint = Checkpoint::load(&dir).expect("fixture checkpoint loads");
+    let checkpoint =
+        Checkpoint::load(&dir, &Device::Cpu, DType::F32).expect("fixture checkpoint loads");
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();

@@ -10,7 +10,7 @@ use calm::train::batches::Pair;
 use calm::train::loss::calm_loss;
 use calm::train::optimizer::{AdamW, AdamWConfig};
 use calm::train::{identity_pairs, train, trainable_model, StopAt, TrainOptions};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use std::path::{Path, PathBuf};
 
@@ -162,7 +162,7 @@ fn a_saved_checkpoint_reloads_to_the_same_outputs_through_the_inference_path() {
     };
     calm::train::save_checkpoint(&dir, &config, &tokenizer, &varmap, &optimizer, &state).unwrap();
 
-    let reloaded = Checkpoint::load(&dir).unwrap();
+    let reloaded = Checkpoint::load(&dir, &Device::Cpu, DType::F32).unwrap();
     let train_logits = model
         .forward_all_exits(&source, &lengths, &decoder_in)
         .unwrap();
@@ -282,7 +282,7 @@ fn the_exit_classifier_trains_on_a_frozen_model_and_is_saved() {
         assert!((0.0..=1.0).contains(&row.consistent_share));
         assert!((0.0..=1.0).contains(&row.f1_exit) && (0.0..=1.0).contains(&row.f1_dont_exit));
     }
-    let checkpoint = Checkpoint::load(&run).unwrap();
+    let checkpoint = Checkpoint::load(&run, &Device::Cpu, DType::F32).unwrap();
     assert!(checkpoint.model.has_exit_classifier());
     // Every other tensor is unchanged.
     let old = candle_core::safetensors::load_buffer(&before, &Device::Cpu).unwrap();

@@ -25,7 +25,7 @@ pub fn unpermute_rows(weight: &Tensor, heads: usize) -> candle_core::Result<Tens
 /// Write `gguf` as a transformers checkpoint directory `out`.
 pub fn export_gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
     let device = Device::Cpu;
-    let model = read_gguf(gguf, true, false, &device)?;
+    let model = read_gguf(gguf, true, false, DType::F32, &device)?;
     let config = &model.config;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     let mut take = |part: Part, shape: &[usize], heads: Option<usize>| -> Result<()> {

@@ -8,7 +8,7 @@ use super::config::{LlamaConfig, RopeScaling, TokenIds};
 use super::weights::GgufTensors;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -165,6 +165,7 @@ pub fn read_gguf(
     path: &Path,
     dequantize: bool,
     requantize_q8_0: bool,
+    dtype: DType,
     device: &Device,
 ) -> Result<GgufModel> {
     let mut file =
@@ -276,6 +277,7 @@ pub fn read_gguf(
             tensors,
             dequantize,
             requantize_q8_0,
+            dtype,
         },
     })
 }

@@ -5,9 +5,10 @@
 
 use crate::model::layers::{softmax, Dense, RmsNorm};
 use candle_core::quantized::QMatMul;
-use candle_core::{Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 
-/// y = x·Wᵀ (+ b), with W dense f32 or a quantized GGUF block format.
+/// y = x·Wᵀ (+ b), with W dense (the model's dtype) or a quantized GGUF block format (whose
+/// product takes and gives f32: other activations are widened for it and narrowed back).
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense {
@@ -24,6 +25,12 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, bias) = match self {
             Linear::Dense { weight, bias } => (weight.forward(x)?, bias),
+            Linear::Quantized { weight, bias } if x.dtype() != DType::F32 => (
+                weight
+                    .forward(&x.to_dtype(DType::F32)?)?
+                    .to_dtype(x.dtype())?,
+                bias,
+            ),
             Linear::Quantized { weight, bias } => (weight.forward(x)?, bias),
         };
         match bias {
@@ -51,10 +58,11 @@ impl Rotary {
         }
     }
 
-    /// cos and sin [T, d/2] of positions `positions`.
+    /// cos and sin [T, d/2] of positions `positions`, computed in f32 and given in `dtype`.
     pub fn angles(
         &self,
         positions: std::ops::Range<usize>,
+        dtype: DType,
         device: &Device,
     ) -> Result<(Tensor, Tensor)> {
         let half = self.inverse_frequencies.len();
@@ -69,8 +77,8 @@ impl Rotary {
             }
         }
         Ok((
-            Tensor::from_vec(cos, (count, half), device)?,
-            Tensor::from_vec(sin, (count, half), device)?,
+            Tensor::from_vec(cos, (count, half), device)?.to_dtype(dtype)?,
+            Tensor::from_vec(sin, (count, half), device)?.to_dtype(dtype)?,
         ))
     }
 

@@ -33,6 +33,8 @@ pub struct LlamaModel {
     /// Whether the weights are quantized (GGUF without de-quantization).
     pub quantized: bool,
     device: Device,
+    /// The dtype of the float weights and the activations (f32, f16 or bf16).
+    pub dtype: candle_core::DType,
 }
 
 /// A decoder-only batch: every row's prompt has this many tokens.
@@ -124,6 +126,7 @@ impl LlamaModel {
             eos,
             quantized,
             device: device.clone(),
+            dtype: weights.dtype(),
         })
     }
 
@@ -146,7 +149,9 @@ impl LlamaModel {
                 );
             }
         }
-        let (cos, sin) = self.rotary.angles(start..start + count, &self.device)?;
+        let (cos, sin) = self
+            .rotary
+            .angles(start..start + count, self.dtype, &self.device)?;
         let mask = if count > 1 {
             let keys = start + count;
             let values: Vec<f32> = (0..count)
@@ -160,7 +165,7 @@ impl LlamaModel {
                     })
                 })
                 .collect();
-            Some(Tensor::from_vec(values, (count, keys), &self.device)?)
+            Some(Tensor::from_vec(values, (count, keys), &self.device)?.to_dtype(self.dtype)?)
         } else {
             None
         };

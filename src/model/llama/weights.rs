@@ -74,6 +74,8 @@ pub struct GgufTensors {
     /// some CPUs) to Q8_0, whose dot product is vectorised: near-lossless against the stored
     /// blocks and several times faster on CPU.
     pub requantize_q8_0: bool,
+    /// The dtype float tensors (and de-quantized blocks) are loaded as, and the model computes in.
+    pub dtype: DType,
 }
 
 /// A weight source.
@@ -83,6 +85,14 @@ pub enum Weights<'a> {
 }
 
 impl Weights<'_> {
+    /// The dtype the model's float weights have and its activations take.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Weights::Hf(vb) => vb.dtype(),
+            Weights::Gguf(tensors, _) => tensors.dtype,
+        }
+    }
+
     fn gguf_tensor<'t>(tensors: &'t GgufTensors, name: &str) -> Result<&'t Arc<QTensor>> {
         tensors
             .tensors
@@ -117,7 +127,7 @@ impl Weights<'_> {
                 let name = format!("{}.{suffix}", part.gguf_name());
                 let tensor = Self::gguf_tensor(tensors, &name)?.dequantize(device)?;
                 Self::check_shape(&name, &tensor, shape)?;
-                tensor.to_dtype(DType::F32)
+                tensor.to_dtype(tensors.dtype)
             }
         }
     }
@@ -150,7 +160,7 @@ impl Weights<'_> {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
                 );
                 if tensors.dequantize || float {
-                    let weight = tensor.dequantize(device)?.to_dtype(DType::F32)?;
+                    let weight = tensor.dequantize(device)?.to_dtype(tensors.dtype)?;
                     Ok(Linear::Dense {
                         weight: Dense::new(&weight)?,
                         bias,
@@ -184,7 +194,7 @@ impl Weights<'_> {
             }
             Weights::Gguf(tensors, device) => match tensors.tensors.get(name) {
                 Some(t) => {
-                    let tensor = t.dequantize(device)?;
+                    let tensor = t.dequantize(device)?.to_dtype(tensors.dtype)?;
                     Self::check_shape(name, &tensor, shape)?;
                     Ok(Some(tensor))
                 }

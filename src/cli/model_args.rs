@@ -37,7 +37,13 @@ impl WeightType {
         match self {
             WeightType::Quantized => (LoadOptions::default(), DType::F32),
             WeightType::F32 => (dequantize, DType::F32),
-            WeightType::Q8_0 => (LoadOptions::from_gguf_weights(Some("q8_0")), DType::F32),
+            WeightType::Q8_0 => (
+                LoadOptions {
+                    dequantize: false,
+                    requantize_q8_0: true,
+                },
+                DType::F32,
+            ),
             WeightType::F16 => (dequantize, DType::F16),
             WeightType::Bf16 => (dequantize, DType::BF16),
         }

@@ -28,11 +28,21 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// The options of a GGUF weight type as thresholds.json records it (`quantized`, `f32`
-    /// for de-quantized, `q8_0`); None or an unknown name: the quantized blocks.
-    pub fn from_gguf_weights(name: Option<&str>) -> Self {
-        LoadOptions {
-            dequantize: name == Some("f32") || name == Some("dequantized"),
-            requantize_q8_0: name == Some("q8_0"),
+    /// for de-quantized, `q8_0`); None (a safetensors run): the defaults.
+    pub fn from_gguf_weights(name: Option<&str>) -> Result<Self> {
+        match name {
+            None | Some("quantized") => Ok(LoadOptions::default()),
+            Some("f32") => Ok(LoadOptions {
+                dequantize: true,
+                requantize_q8_0: false,
+            }),
+            Some("q8_0") => Ok(LoadOptions {
+                dequantize: false,
+                requantize_q8_0: true,
+            }),
+            Some(other) => {
+                bail!("unknown GGUF weight type {other:?} (expected quantized, f32 or q8_0)")
+            }
         }
     }
 
@@ -399,5 +409,42 @@ impl Checkpoint {
         self.tokenizer
             .decode(ids, true)
             .map_err(|e| anyhow!("cannot detokenize output: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_names_round_trip() {
+        for options in [
+            LoadOptions::default(),
+            LoadOptions {
+                dequantize: true,
+                requantize_q8_0: false,
+            },
+            LoadOptions {
+                dequantize: false,
+                requantize_q8_0: true,
+            },
+        ] {
+            let name = options.gguf_weights_name();
+            assert_eq!(LoadOptions::from_gguf_weights(Some(name)).unwrap(), options);
+        }
+        assert_eq!(
+            LoadOptions::from_gguf_weights(None).unwrap(),
+            LoadOptions::default()
+        );
+        let error = LoadOptions::from_gguf_weights(Some("q4")).unwrap_err();
+        assert!(error.to_string().contains("\"q4\""), "{error}");
+        for dtype in COMPUTE_DTYPES {
+            assert_eq!(dtype_from_name(dtype_name(dtype)).unwrap(), dtype);
+        }
+        assert_eq!(
+            [DType::F32, DType::F16, DType::BF16].map(dtype_name),
+            ["f32", "f16", "bf16"]
+        );
+        assert!(dtype_from_name("f64").is_err());
     }
 }

@@ -166,10 +166,10 @@ pub fn run_load_options(
             PipelineError::Other(e.context(format!("{}: run.dtype", source.display())))
         })?,
     };
-    Ok((
-        LoadOptions::from_gguf_weights(run.gguf_weights.as_deref()),
-        dtype,
-    ))
+    let options = LoadOptions::from_gguf_weights(run.gguf_weights.as_deref()).map_err(|e| {
+        PipelineError::Other(e.context(format!("{}: run.gguf_weights", source.display())))
+    })?;
+    Ok((options, dtype))
 }
 
 /// The prompt format the calibration recorded in `run` used.

@@ -253,3 +253,44 @@ fn a_calibration_records_its_dtype_and_the_gate_runs_it() {
         text(&wrong.stderr)
     );
 }
+
+/// A real GGUF (SmolLM2-135M-Instruct, Q4_1) in half precision: de-quantized to f16 it writes
+/// the f32 model's greedy ids, and its quantized blocks run with f16 activations (widened to
+/// f32 for candle's quantized product) write the f32-activation ids.
+#[test]
+fn smollm2_gguf_in_half_precision() {
+    use calm::model::LoadOptions;
+    let Some(path) = super::llama_parity::smollm2() else {
+        return;
+    };
+    let options = GenerationOptions {
+        max_new_tokens: 12,
+        policy: ExitPolicy::Never,
+        record_all_layers: false,
+    };
+    let text = "modernize: And God said, Let there be light: and there was light.";
+    let ids = |dtype: DType, dequantize: bool| {
+        let mut checkpoint = Checkpoint::load_with(
+            &path,
+            &Device::Cpu,
+            dtype,
+            &LoadOptions {
+                dequantize,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(checkpoint.model.dtype(), dtype);
+        checkpoint.prompt = checkpoint.chat_format().unwrap();
+        let prompt = checkpoint.encode(text).unwrap();
+        generate(&checkpoint.model, &[prompt], &options).unwrap()[0]
+            .tokens
+            .clone()
+    };
+    let (f32_ids, f16_ids) = (ids(DType::F32, true), ids(DType::F16, true));
+    eprintln!("f32 {f32_ids:?}\nf16 {f16_ids:?}");
+    assert_eq!(f16_ids, f32_ids);
+    let (quantized, quantized_f16) = (ids(DType::F32, false), ids(DType::F16, false));
+    eprintln!("quantized {quantized:?}\nquantized f16 {quantized_f16:?}");
+    assert_eq!(quantized_f16, quantized);
+}

@@ -63,8 +63,7 @@ impl DecoderBlock {
         cross_mask: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let h = self.self_norm.forward(x)?;
-        let q = self.self_attention.project_query(&h)?;
-        let (k_new, v_new) = self.self_attention.project_key_value(&h)?;
+        let (q, k_new, v_new) = self.self_attention.project_all(&h)?;
         let (k, v) = match past {
             Some((k_past, v_past)) => (
                 Tensor::cat(&[k_past, &k_new], 2)?,
@@ -104,8 +103,7 @@ impl DecoderBlock {
         cross_mask: &Tensor,
     ) -> Result<Tensor> {
         let h = self.self_norm.forward(x)?;
-        let q = self.self_attention.project_query(&h)?;
-        let (k, v) = self.self_attention.project_key_value(&h)?;
+        let (q, k, v) = self.self_attention.project_all(&h)?;
         let x = (x + self.self_attention.attend(&q, &k, &v, Some(self_bias))?)?;
         self.cross_and_feed_forward(&x, cross, cross_mask)
     }

@@ -48,8 +48,7 @@ impl EncoderBlock {
 
     fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
         let h = self.attention_norm.forward(x)?;
-        let q = self.attention.project_query(&h)?;
-        let (k, v) = self.attention.project_key_value(&h)?;
+        let (q, k, v) = self.attention.project_all(&h)?;
         let x = (x + self.attention.attend(&q, &k, &v, Some(bias))?)?;
         let h = self.feed_forward_norm.forward(&x)?;
         x + self.feed_forward.forward(&h)?

@@ -71,14 +71,73 @@ impl Dense {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight_t)?;
-        let mut out_dims = dims;
-        let last = out_dims.len() - 1;
-        out_dims[last] = self.weight_t.dim(1)?;
-        y.reshape(out_dims)
+        product(x, &self.weight_t)
+    }
+}
+
+/// x [.., in] · w [in, out] as one matrix product over the flattened rows: [.., out].
+fn product(x: &Tensor, weight_t: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let in_dim = dims[dims.len() - 1];
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, in_dim))?.matmul(weight_t)?;
+    let mut out_dims = dims;
+    let last = out_dims.len() - 1;
+    out_dims[last] = weight_t.dim(1)?;
+    y.reshape(out_dims)
+}
+
+/// Bias-free linear layers that read the same input, multiplied as one product: their
+/// transposed weights side by side, [in, Σ out]. At decoding shapes on the CPU one product of
+/// width 768 took 143 µs against 266 µs for three of width 256 (16 rows, d 256), and a subset of
+/// the layers multiplies by a column view of the fused weight (K/V propagation, cross-attention
+/// keys). Trainable variables stay separate products, so that gradients reach each variable.
+#[derive(Debug, Clone)]
+pub enum FusedDense {
+    Fused {
+        weight_t: Tensor,
+        widths: Vec<usize>,
+    },
+    Separate(Vec<Dense>),
+}
+
+impl FusedDense {
+    /// From HF-layout weights [out_i, in] of the same `in`.
+    pub fn new(weights: &[Tensor]) -> Result<Self> {
+        if weights.iter().any(Tensor::is_variable) {
+            return Ok(FusedDense::Separate(
+                weights.iter().map(Dense::new).collect::<Result<_>>()?,
+            ));
+        }
+        let widths = weights
+            .iter()
+            .map(|w| w.dim(0))
+            .collect::<Result<Vec<_>>>()?;
+        let weight_t = Tensor::cat(weights, 0)?.t()?.contiguous()?;
+        Ok(FusedDense::Fused { weight_t, widths })
+    }
+
+    /// The outputs [.., out_i] of layers `parts` for input `x` [.., in].
+    pub fn forward(&self, x: &Tensor, parts: std::ops::Range<usize>) -> Result<Vec<Tensor>> {
+        match self {
+            FusedDense::Separate(layers) => layers[parts].iter().map(|l| l.forward(x)).collect(),
+            FusedDense::Fused { weight_t, widths } => {
+                let start: usize = widths[..parts.start].iter().sum();
+                let width: usize = widths[parts.clone()].iter().sum();
+                let y = if width == weight_t.dim(1)? {
+                    product(x, weight_t)?
+                } else {
+                    product(x, &weight_t.narrow(1, start, width)?)?
+                };
+                let mut offset = 0;
+                let mut outputs = Vec::with_capacity(parts.len());
+                for &w in &widths[parts] {
+                    outputs.push(y.narrow(D::Minus1, offset, w)?);
+                    offset += w;
+                }
+                Ok(outputs)
+            }
+        }
     }
 }
 
@@ -91,10 +150,10 @@ fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
 pub enum FeedForward {
     /// wo(relu(wi x))
     Relu { wi: Dense, wo: Dense },
-    /// wo(act(wi_0 x) ⊙ wi_1 x), act = gelu (tanh approximation, HF `gelu_new`) or relu.
+    /// wo(act(wi_0 x) ⊙ wi_1 x), act = gelu (tanh approximation, HF `gelu_new`) or relu;
+    /// wi_0 and wi_1 as one product.
     Gated {
-        wi_0: Dense,
-        wi_1: Dense,
+        wi: FusedDense,
         wo: Dense,
         gelu: bool,
     },
@@ -113,8 +172,10 @@ impl FeedForward {
                 wo: linear(d_ff, d_model, vb.pp("wo"))?,
             },
             FeedForwardKind::GatedGelu | FeedForwardKind::GatedRelu => FeedForward::Gated {
-                wi_0: linear(d_model, d_ff, vb.pp("wi_0"))?,
-                wi_1: linear(d_model, d_ff, vb.pp("wi_1"))?,
+                wi: FusedDense::new(&[
+                    vb.pp("wi_0").get((d_ff, d_model), "weight")?,
+                    vb.pp("wi_1").get((d_ff, d_model), "weight")?,
+                ])?,
                 wo: linear(d_ff, d_model, vb.pp("wo"))?,
                 gelu: kind == FeedForwardKind::GatedGelu,
             },
@@ -124,19 +185,14 @@ impl FeedForward {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             FeedForward::Relu { wi, wo } => wo.forward(&wi.forward(x)?.relu()?),
-            FeedForward::Gated {
-                wi_0,
-                wi_1,
-                wo,
-                gelu,
-            } => {
-                let gate = wi_0.forward(x)?;
+            FeedForward::Gated { wi, wo, gelu } => {
+                let wi = wi.forward(x, 0..2)?;
                 let gate = if *gelu {
-                    gelu_tanh(&gate)?
+                    gelu_tanh(&wi[0])?
                 } else {
-                    gate.relu()?
+                    wi[0].relu()?
                 };
-                wo.forward(&(gate * wi_1.forward(x)?)?)
+                wo.forward(&(gate * &wi[1])?)
             }
         }
     }
@@ -188,9 +244,8 @@ pub fn relative_position_bucket(
 /// Multi-head attention without score scaling (T5 folds 1/√d_kv into the initialisation).
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q: Dense,
-    k: Dense,
-    v: Dense,
+    /// q, k and v (parts 0, 1, 2) as one product.
+    qkv: FusedDense,
     o: Dense,
     heads: usize,
     d_kv: usize,
@@ -212,9 +267,11 @@ impl Attention {
     ) -> Result<Self> {
         let inner = heads * d_kv;
         Ok(Attention {
-            q: linear(d_model, inner, vb.pp("q"))?,
-            k: linear(d_model, inner, vb.pp("k"))?,
-            v: linear(d_model, inner, vb.pp("v"))?,
+            qkv: FusedDense::new(&[
+                vb.pp("q").get((inner, d_model), "weight")?,
+                vb.pp("k").get((inner, d_model), "weight")?,
+                vb.pp("v").get((inner, d_model), "weight")?,
+            ])?,
             o: linear(inner, d_model, vb.pp("o"))?,
             heads,
             d_kv,
@@ -244,14 +301,23 @@ impl Attention {
     }
 
     pub fn project_query(&self, x: &Tensor) -> Result<Tensor> {
-        self.split_heads(&self.q.forward(x)?)
+        let q = self.qkv.forward(x, 0..1)?;
+        self.split_heads(&q[0])
     }
 
     /// Keys and values [B, H, S, d] of `x` [B, S, D].
     pub fn project_key_value(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let kv = self.qkv.forward(x, 1..3)?;
+        Ok((self.split_heads(&kv[0])?, self.split_heads(&kv[1])?))
+    }
+
+    /// Queries, keys and values [B, H, T, d] of `x` [B, T, D] (self-attention), one product.
+    pub fn project_all(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let qkv = self.qkv.forward(x, 0..3)?;
         Ok((
-            self.split_heads(&self.k.forward(x)?)?,
-            self.split_heads(&self.v.forward(x)?)?,
+            self.split_heads(&qkv[0])?,
+            self.split_heads(&qkv[1])?,
+            self.split_heads(&qkv[2])?,
         ))
     }
 
@@ -346,4 +412,62 @@ pub fn row_cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dot = (a * b)?.sum(D::Minus1)?;
     let norms = (a.sqr()?.sum(D::Minus1)?.sqrt()? * b.sqr()?.sum(D::Minus1)?.sqrt()?)?;
     dot / norms.clamp(1e-12f32, f32::MAX)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused product gives each layer's own product (any subset of the layers, any row
+    /// count); trainable variables are kept as separate products.
+    #[test]
+    fn fused_layers_equal_their_separate_products() {
+        let device = Device::Cpu;
+        let weights: Vec<Tensor> = [(8, 6), (4, 6), (5, 6)]
+            .iter()
+            .enumerate()
+            .map(|(i, &shape)| {
+                Tensor::rand(-1f32, 1f32, shape, &device)
+                    .unwrap()
+                    .affine(1.0, i as f64)
+                    .unwrap()
+            })
+            .collect();
+        let fused = FusedDense::new(&weights).unwrap();
+        assert!(matches!(fused, FusedDense::Fused { .. }));
+        let separate: Vec<Dense> = weights.iter().map(|w| Dense::new(w).unwrap()).collect();
+        for rows in [1, 3] {
+            let x = Tensor::rand(-1f32, 1f32, (rows, 1, 6), &device).unwrap();
+            for parts in [0..3, 0..1, 1..3, 2..3] {
+                let outputs = fused.forward(&x, parts.clone()).unwrap();
+                assert_eq!(outputs.len(), parts.len());
+                for (output, layer) in outputs.iter().zip(&separate[parts.clone()]) {
+                    let expected = layer.forward(&x).unwrap();
+                    assert_eq!(output.dims(), expected.dims());
+                    let difference = (output - &expected)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    assert!(difference < 1e-6, "{parts:?}: {difference}");
+                }
+            }
+        }
+        let variables: Vec<Tensor> = weights
+            .iter()
+            .map(|w| {
+                candle_core::Var::from_tensor(w)
+                    .unwrap()
+                    .as_tensor()
+                    .clone()
+            })
+            .collect();
+        assert!(matches!(
+            FusedDense::new(&variables).unwrap(),
+            FusedDense::Separate(_)
+        ));
+    }
 }

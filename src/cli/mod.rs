@@ -143,48 +143,49 @@ mod tests {
     use super::Cli;
     use clap::CommandFactory;
 
-    /// Every argument of every subcommand, as "command --arg", that has no help text.
-    fn undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    /// Every argument of every subcommand, as "command --arg", for which `fails` holds.
+    fn failing_arguments(
+        command: &clap::Command,
+        path: &str,
+        fails: &dyn Fn(&clap::Arg) -> bool,
+        missing: &mut Vec<String>,
+    ) {
         for arg in command.get_arguments() {
-            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
-            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+            if fails(arg) {
                 missing.push(format!("{path} --{}", arg.get_id()));
             }
         }
         for sub in command.get_subcommands() {
-            undocumented(sub, &format!("{path} {}", sub.get_name()), missing);
+            failing_arguments(sub, &format!("{path} {}", sub.get_name()), fails, missing);
         }
     }
 
-    /// Every optional argument that takes a value but has no default clap shows, as
-    /// "command --arg": its help must say what its absence means (`[default: …]`).
-    fn without_default(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
-        for arg in command.get_arguments() {
-            let takes_value = arg.get_action().takes_values();
-            let help = format!(
-                "{} {}",
-                arg.get_help().map(ToString::to_string).unwrap_or_default(),
-                arg.get_long_help()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
-            if takes_value
-                && !arg.is_required_set()
-                && arg.get_default_values().is_empty()
-                && !help.contains("[default")
-            {
-                missing.push(format!("{path} --{}", arg.get_id()));
-            }
-        }
-        for sub in command.get_subcommands() {
-            without_default(sub, &format!("{path} {}", sub.get_name()), missing);
-        }
+    /// An argument without help text.
+    fn undocumented(arg: &clap::Arg) -> bool {
+        let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+        !builtin && arg.get_help().is_none() && arg.get_long_help().is_none()
+    }
+
+    /// An optional argument that takes a value but has no default clap shows, and whose help
+    /// does not say what its absence means (`[default: …]`).
+    fn without_default(arg: &clap::Arg) -> bool {
+        let help = format!(
+            "{} {}",
+            arg.get_help().map(ToString::to_string).unwrap_or_default(),
+            arg.get_long_help()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        arg.get_action().takes_values()
+            && !arg.is_required_set()
+            && arg.get_default_values().is_empty()
+            && !help.contains("[default")
     }
 
     #[test]
     fn every_optional_value_says_its_default() {
         let mut missing = Vec::new();
-        without_default(&Cli::command(), "calm", &mut missing);
+        failing_arguments(&Cli::command(), "calm", &without_default, &mut missing);
         assert!(
             missing.is_empty(),
             "{} without a default: {missing:#?}",
@@ -196,7 +197,7 @@ mod tests {
     fn the_command_line_is_consistent_and_every_argument_documented() {
         Cli::command().debug_assert();
         let mut missing = Vec::new();
-        undocumented(&Cli::command(), "calm", &mut missing);
+        failing_arguments(&Cli::command(), "calm", &undocumented, &mut missing);
         assert!(
             missing.is_empty(),
             "{} undocumented: {missing:#?}",

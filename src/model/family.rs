@@ -75,12 +75,14 @@ pub trait ExitFamily {
     ) -> Result<(Tensor, Tensor)>;
     /// Exit-head logits [A, V] of raw states `h` [A, 1, D] (shared final norm and LM head).
     fn exit_logits(&self, h: &Tensor) -> Result<Tensor>;
-    /// Early-exit classifier confidences [A] of raw states `h` [A, 1, D], if the model has one.
+    /// Early-exit classifier confidences [A] (f32) of raw states `h` [A, 1, D], if the model
+    /// has one.
     fn classifier_confidence(&self, h: &Tensor) -> Result<Option<Tensor>>;
 }
 
 /// CALM's early-exit classifier (§3.5): sigmoid(w·h + b) [A] of raw states `h` [A, 1, D], for
-/// a classifier (weight [1, D], bias [1]) when the model has one.
+/// a classifier (weight [1, D], bias [1]) when the model has one; in f32 whatever the model's
+/// dtype, as every confidence.
 pub fn classifier_confidence(
     classifier: Option<&(Tensor, Tensor)>,
     h: &Tensor,
@@ -93,7 +95,9 @@ pub fn classifier_confidence(
         .matmul(&weight.t()?)?
         .broadcast_add(bias)?
         .squeeze(candle_core::D::Minus1)?;
-    Ok(Some(candle_nn::ops::sigmoid(&logits)?))
+    Ok(Some(
+        candle_nn::ops::sigmoid(&logits)?.to_dtype(candle_core::DType::F32)?,
+    ))
 }
 
 /// Rows of `t` (dim 0), skipping the copy when `rows` is every row in order.

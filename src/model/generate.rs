@@ -163,14 +163,7 @@ fn confidences<F: ExitFamily>(
             Ok((cos.into_iter().map(Some).collect(), None))
         }
         Measure::Classifier => match model.classifier_confidence(h)? {
-            Some(conf) => Ok((
-                conf.to_dtype(DType::F32)?
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
-                None,
-            )),
+            Some(conf) => Ok((conf.to_vec1::<f32>()?.into_iter().map(Some).collect(), None)),
             None => bail!("the checkpoint has no early-exit classifier (calm.exit_classifier.*)"),
         },
     }
@@ -447,7 +440,7 @@ impl<F: ExitFamily> DecoderRun<'_, F> {
             let classifier = self
                 .model
                 .classifier_confidence(h)?
-                .map(|c| c.to_dtype(DType::F32)?.to_vec1::<f32>())
+                .map(|c| c.to_vec1::<f32>())
                 .transpose()?;
             for (row, records) in per_row.iter_mut().enumerate() {
                 let (argmax, top, diff) = top_two(&probs[row]);

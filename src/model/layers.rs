@@ -124,11 +124,8 @@ impl FusedDense {
             FusedDense::Fused { weight_t, widths } => {
                 let start: usize = widths[..parts.start].iter().sum();
                 let width: usize = widths[parts.clone()].iter().sum();
-                let y = if width == weight_t.dim(1)? {
-                    product(x, weight_t)?
-                } else {
-                    product(x, &weight_t.narrow(1, start, width)?)?
-                };
+                // A column view of the fused weight (the weight itself for all the layers).
+                let y = product(x, &weight_t.narrow(1, start, width)?)?;
                 let mut offset = 0;
                 let mut outputs = Vec::with_capacity(parts.len());
                 for &w in &widths[parts] {

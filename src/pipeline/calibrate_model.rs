@@ -620,8 +620,9 @@ fn calibrate_model_inner(
         gguf_weights: checkpoint
             .gguf_options
             .map(|o| o.gguf_weights_name().to_string()),
-        dtype: (checkpoint.model.dtype() != candle_core::DType::F32)
-            .then(|| crate::model::dtype_name(checkpoint.model.dtype()).to_string()),
+        dtype: Some(checkpoint.model.dtype())
+            .filter(|&d| d != candle_core::DType::F32)
+            .map(|d| crate::model::dtype_name(d).to_string()),
         sweep: SweepInfo {
             configurations_evaluated: result.evaluated,
             configurations_in_grid: result.grid,

@@ -4,8 +4,7 @@
 
 use super::error::PipelineError;
 use crate::calibrate::check::{gate_test, GateOptions, GateTest, Verdict};
-use crate::calibrate::thresholds::RunInfo;
-use crate::calibrate::thresholds::{Selected, ThresholdsFile};
+use crate::calibrate::thresholds::{RunInfo, Selected, ThresholdsFile};
 use crate::data::read_task_examples;
 use crate::model::{Checkpoint, LoadOptions, Measure, PromptFormat};
 use crate::pipeline::replay::{encode_examples, replay_configuration, Configuration};

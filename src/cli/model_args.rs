@@ -112,14 +112,21 @@ impl ModelArgs {
         thresholds: &Path,
     ) -> Result<Checkpoint> {
         let (options, dtype) = crate::pipeline::check::run_load_options(run, thresholds)?;
-        if self.dtype != WeightType::Quantized && self.dtype.load_settings() != (options, dtype) {
+        // A weight type runs as calibrated when it computes in the recorded dtype and, for a
+        // GGUF run, loads the blocks the same way (safetensors checkpoints ignore the latter).
+        let as_calibrated = |w: WeightType| {
+            let (o, d) = w.load_settings();
+            d == dtype && (run.gguf_weights.is_none() || o == options)
+        };
+        if self.dtype != WeightType::Quantized && !as_calibrated(self.dtype) {
+            let recorded = WeightType::value_variants()
+                .iter()
+                .find(|&&w| as_calibrated(w))
+                .map_or_else(String::new, |&w| flag_value(w));
             bail!(
-                "{}: calibrated with --dtype {}, not --dtype {}; leave out --dtype to run the calibrated weights",
+                "{}: calibrated with --dtype {recorded}, not --dtype {}; leave out --dtype to run the calibrated weights",
                 thresholds.display(),
-                recorded_weight_type(&options, dtype),
-                self.dtype
-                    .to_possible_value()
-                    .map_or_else(String::new, |v| v.get_name().to_string())
+                flag_value(self.dtype)
             );
         }
         let mut checkpoint = self.load_as(path, &options, dtype)?;
@@ -137,13 +144,9 @@ impl ModelArgs {
     }
 }
 
-/// The --dtype value of recorded load settings.
-fn recorded_weight_type(options: &LoadOptions, dtype: DType) -> &'static str {
-    match (options.dequantize, options.requantize_q8_0, dtype) {
-        (_, _, DType::F16) => "f16",
-        (_, _, DType::BF16) => "bf16",
-        (true, _, _) => "f32",
-        (_, true, _) => "q8-0",
-        _ => "quantized",
-    }
+/// The --dtype value of a weight type, as the command line spells it.
+fn flag_value(weights: WeightType) -> String {
+    weights
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }

@@ -245,6 +245,13 @@ fn a_calibration_records_its_dtype_and_the_gate_runs_it() {
     );
     let verdict: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(verdict["test"]["n"], 20, "{verdict}");
+    // Naming the calibrated dtype is the same run.
+    let same = calm(&[&args[..], &["--dtype", "bf16"]].concat());
+    assert!(
+        matches!(same.status.code(), Some(0 | 1)),
+        "{}",
+        text(&same.stderr)
+    );
     let wrong = calm(&[&args[..], &["--dtype", "f32"]].concat());
     assert_eq!(wrong.status.code(), Some(2));
     assert!(
